@@ -1,0 +1,140 @@
+# mfres: mean-field ResNet particle simulator.
+#
+#   make              build build/mfres (and build/libmfres.a)
+#   make check        install missing Debian packages, build, run every test
+#   make run          train the built-in default example on 2 ranks
+#   make install PREFIX=/opt/mfres
+#   make SANITIZE=1   AddressSanitizer + UBSan build in build-asan/
+#   make V=1          show full commands
+
+# ---- user options ----
+MPICC    ?= mpicc
+MPIRUN   ?= mpirun
+PYTHON   ?= /usr/bin/python3
+OPT      ?= -O2 -march=native
+DEBUG    ?= -g
+PREFIX   ?= /usr/local
+SANITIZE ?=
+RUN_RANKS ?= 2
+
+PKGS := hdf5-openmpi openblas cmocka inih
+BUILD := build
+SANFLAGS :=
+ifeq ($(SANITIZE),1)
+BUILD := build-asan
+OPT := -O1
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(DEBUG) -Wall -Wextra -Werror \
+           -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS)
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDFLAGS := $(SANFLAGS)
+
+Q := @
+ifeq ($(V),1)
+Q :=
+endif
+
+# Runs as root on CI machines and in containers.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_btl_vader_single_copy_mechanism := none
+export OPENBLAS_NUM_THREADS := 1
+MPIEXEC := $(MPIRUN) --oversubscribe
+
+LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
+TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
+
+VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
+COMPILER := $(shell $(MPICC) --version 2>/dev/null | head -n 1)
+
+.PHONY: all deps check unit-tests mpi-tests integration-tests sanitize-check run install \
+        clean FORCE
+
+all: $(BUILD)/mfres
+
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+	@echo "  CC      $<"
+	$(Q)$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Provenance: version.c is rebuilt every time with the current description.
+$(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj
+	$(Q)$(MPICC) $(CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
+	    -DMFRES_CFLAGS='"$(OPT) $(SANFLAGS)"' -c $< -o $@
+
+$(BUILD)/libmfres.a: $(LIB_OBJ)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/mfres: $(BUILD)/obj/main.o $(BUILD)/libmfres.a
+	@echo "  LD      $@"
+	$(Q)$(MPICC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/mpi_cmocka.h $(BUILD)/libmfres.a | $(BUILD)/tests
+	@echo "  CC      $@"
+	$(Q)$(MPICC) $(CFLAGS) -Itests/unit $< $(BUILD)/libmfres.a $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libmfres.a | $(BUILD)/tests
+	@echo "  CC      $@"
+	$(Q)$(MPICC) $(CFLAGS) $< $(BUILD)/libmfres.a $(LDFLAGS) $(LDLIBS) -o $@
+
+$(BUILD)/obj $(BUILD)/tests:
+	$(Q)mkdir -p $@
+
+FORCE:
+
+# ---- dependencies: the Debian package list lives in .ci/packages ----
+deps:
+	$(Q)missing=$$(grep -v '^#' .ci/packages | while read -r p; do \
+	    [ -n "$$p" ] && ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
+	        | grep -q 'install ok installed' && echo "$$p"; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    if [ "$$(id -u)" != 0 ]; then echo "run as root, or: apt-get install" $$missing; exit 1; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	        >/dev/null || exit 1; \
+	fi
+
+# ---- tests ----
+check: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests
+	$(Q)$(MAKE) --no-print-directory SANITIZE=1 sanitize-check
+	@echo "make check: all tests passed"
+
+unit-tests: $(UNIT_TESTS)
+	$(Q)for t in $(UNIT_TESTS); do echo "== $$t (1 rank)"; $$t || exit 1; done
+
+mpi-tests: $(UNIT_TESTS)
+	$(Q)for n in 2 3 4; do for t in $(UNIT_TESTS); do \
+	    echo "== $$t ($$n ranks)"; $(MPIEXEC) -n $$n $$t || exit 1; done; done
+
+integration-tests: $(BUILD)/mfres $(TOOLS)
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) MFRES_TOOLS=$(abspath $(BUILD)/tests) \
+	    MPIRUN="$(MPIEXEC)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# Sanitizer build: unit tests on 1 and 2 ranks. Open MPI's own allocations
+# are not ours to fix, so leak checking is limited to the serial runs.
+sanitize-check: $(UNIT_TESTS)
+	$(Q)for t in $(UNIT_TESTS); do echo "== $$t (asan, 1 rank)"; \
+	    ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
+	    $$t || exit 1; done
+	$(Q)for t in $(UNIT_TESTS); do echo "== $$t (asan, 2 ranks)"; \
+	    $(MPIEXEC) -n 2 -x ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
+
+# ---- the main job on the built-in default ----
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(MPIEXEC) -n $(RUN_RANKS) $(BUILD)/mfres train jobs/configs/default.ini --out $(BUILD)/run-default
+	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv)"
+
+install: $(BUILD)/mfres
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/mfres $(DESTDIR)$(PREFIX)/bin/mfres
+
+clean:
+	rm -rf build build-asan
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d

@@ -1,0 +1,48 @@
+/*
+ * comm: every MPI call of mfres except parallel HDF5 goes through here.
+ *
+ * Functions marked "Collective" must be called by every rank of the
+ * communicator they are given, in the same order.
+ */
+#ifndef MFRES_COMM_H
+#define MFRES_COMM_H
+
+#include <mpi.h>
+#include <stdnoreturn.h>
+
+/* MPI_Init; returns MPI_COMM_WORLD. Collective over the job. */
+MPI_Comm comm_init(int *argc, char ***argv);
+
+/* MPI_Finalize. Collective over the job. */
+void comm_finalize(void);
+
+int comm_rank(MPI_Comm comm);
+int comm_size(MPI_Comm comm);
+
+/* In-place sum of n doubles over all ranks; the result is on every rank.
+ * Timed under TIMER_MPI. Collective. */
+void comm_sum(double *values, long n, MPI_Comm comm);
+
+/* Maximum of one double over all ranks, on every rank. Collective. */
+double comm_max(double value, MPI_Comm comm);
+
+/* Min, mean and max of one double over ranks, and the rank holding the
+ * max, on every rank. Collective. */
+void comm_stats(double value, MPI_Comm comm, double *min, double *mean, double *max,
+                int *max_rank);
+
+/* Logical AND of ok over all ranks: nonzero only if every rank passed
+ * nonzero. The way ranks agree to stop together. Collective. */
+int comm_all_ok(int ok, MPI_Comm comm);
+
+/* The lowest rank that passed ok = 0, or -1 when every rank passed nonzero.
+ * Lets ranks stop together and one of them explain why. Collective. */
+int comm_first_failure(int ok, MPI_Comm comm);
+
+/* Abort every rank of the job with this exit status. Not collective. */
+noreturn void comm_abort(int status);
+
+/* Seconds since an arbitrary origin (MPI_Wtime). Not collective. */
+double comm_wtime(void);
+
+#endif

@@ -1,0 +1,50 @@
+/*
+ * kernels: the model's arithmetic on one chunk of particles.
+ *
+ * Plain arrays in, plain arrays out: no MPI, no files, no global state. The
+ * n samples are rows of X (row-major n x D); the chunk's cm particles are
+ * rows of U and W (cm x D) and entries of bias. Products go through BLAS
+ * DGEMM; the n rows are processed in blocks of MF_ROW_BLOCK so the
+ * (rows x cm) pre-activations live only in the workspace, never as an
+ * n x M array. Sums over particles are returned unscaled: the caller
+ * multiplies by h or alpha.
+ */
+#ifndef MFRES_KERNELS_H
+#define MFRES_KERNELS_H
+
+#include <stdint.h>
+
+/* Sample rows per block inside a kernel call. */
+#define MF_ROW_BLOCK 256
+
+/* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
+int64_t kernels_workspace(int64_t cm);
+
+/* s = sigma(a), ds = sigma'(a) elementwise; ds may be NULL. */
+void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds);
+
+/* Forward drift of one chunk, accumulated:
+ *   drift[j] += sum_m u_m sigma(w_m . X[j] + b_m)        (j < n, m < cm) */
+void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_t cm,
+                     const double *U, const double *W, const double *bias, double *drift,
+                     double *work);
+
+/* Backward pass of one chunk, with a_jm = w_m . X[j] + b_m and P = p_{l+1}:
+ *   dP[j] += sum_m w_m sigma'(a_jm) (u_m . P[j])   (accumulated; dP may be NULL)
+ *   gu[m]  = sum_j sigma(a_jm) P[j]
+ *   gw[m]  = sum_j sigma'(a_jm) (u_m . P[j]) X[j]
+ *   gb[m]  = sum_j sigma'(a_jm) (u_m . P[j])
+ * gu, gw are cm x D and gb has cm entries; all three are overwritten. */
+void kernels_backward(int activation, int64_t n, int dim, const double *X, const double *P,
+                      int64_t cm, const double *U, const double *W, const double *bias,
+                      double *dP, double *gu, double *gw, double *gb, double *work);
+
+/* The BLAS core OpenBLAS chose, e.g. "Haswell". */
+const char *kernels_blas_core(void);
+
+/* NULL when the BLAS core suits this CPU; otherwise the OPENBLAS_CORETYPE
+ * value to set (OpenBLAS 0.3.21 may pick the generic "Prescott" core on CPUs
+ * it does not know, and run several times slower). */
+const char *kernels_blas_advice(void);
+
+#endif

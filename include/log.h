@@ -1,0 +1,35 @@
+/*
+ * log: the one way mfres reports to people.
+ *
+ * Informational lines come from rank 0 only; warnings and errors carry the
+ * rank. log_fatal is the single fatal-error path: it prints rank, source
+ * location and message, flushes, and aborts every rank of the job, so a
+ * failure on one rank never leaves the others hanging in a collective.
+ */
+#ifndef MFRES_LOG_H
+#define MFRES_LOG_H
+
+#include <stddef.h>
+#include <stdnoreturn.h>
+
+/* Remember this process's rank for message prefixes. Not collective. */
+void log_set_rank(int rank);
+
+/* printf-style line on stdout from rank 0 only; other ranks print nothing. */
+void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "mfres: warning: ..." on stderr, from the calling rank. */
+void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "[rank R] file:line: fatal: ..." then abort all ranks with exit status 1. */
+noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define log_fatal(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
+
+/* malloc that never returns NULL (fatal on failure); zero bytes gives NULL. */
+void *log_xmalloc_at(const char *file, int line, size_t bytes);
+void *log_xcalloc_at(const char *file, int line, size_t count, size_t size);
+#define xmalloc(bytes) log_xmalloc_at(__FILE__, __LINE__, (bytes))
+#define xcalloc(count, size) log_xcalloc_at(__FILE__, __LINE__, (count), (size))
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * particles: the residual blocks, sharded over ranks.
+ *
+ * Layer l holds particles m = 0..M-1 with global id g = l*M + m. The M
+ * particles of a layer form ceil(M / MF_CHUNK) chunks of MF_CHUNK
+ * consecutive indices (the last one may be short). Chunks are
+ * block-distributed over ranks, the same range in every layer, so each rank
+ * owns a share of every layer and a rank may own none. Chunk boundaries do
+ * not depend on the rank count, so all arithmetic on a chunk is the same
+ * whatever the number of ranks.
+ */
+#ifndef MFRES_PARTICLES_H
+#define MFRES_PARTICLES_H
+
+#include <stdint.h>
+
+#include "rng.h"
+
+/* Particles per chunk: a compile-time constant, never rank dependent. */
+#define MF_CHUNK 128
+
+/* The particles this rank owns: the same index range [first, first+count)
+ * in every layer. Arrays are layer-major: u[(l*count + i)*dim + k] is
+ * component k of u for particle m = first + i of layer l. */
+struct mf_particles {
+    int64_t layers; /* L >= 1 */
+    int64_t width;  /* M >= 1, particles per layer over all ranks */
+    int dim;        /* D >= 1 */
+    int64_t first;  /* first owned index within a layer; a multiple of MF_CHUNK */
+    int64_t count;  /* owned particles per layer, 0 <= count <= width */
+    double *u;      /* [layers][count][dim] */
+    double *w;      /* [layers][count][dim] */
+    double *b;      /* [layers][count] */
+};
+
+/* The index range a rank owns in each layer under the block distribution of
+ * chunks. Not collective. */
+void particles_partition(int64_t width, int rank, int ranks, int64_t *first, int64_t *count);
+
+/* Allocate this rank's share (uninitialised values). */
+void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
+                     int ranks);
+void particles_free(struct mf_particles *p);
+
+/* Draw the initial values of the owned particles from the stream (seed,
+ * purpose): u ~ N(0, u_std^2), w ~ N(0, w_std^2 / D), b ~ N(0, b_std^2) per
+ * component. Particle (l, m) gets the same value for every rank count and
+ * every width M > m. */
+void particles_init(struct mf_particles *p, double u_std, double w_std, double b_std,
+                    uint64_t seed, enum rng_purpose purpose);
+
+#endif

@@ -1,0 +1,400 @@
+/*
+ * config: the key table and everything derived from it (see config.h).
+ *
+ * Defaults are stored as text in the table and parsed by the same code as
+ * user input, so a default can never bypass validation. Parsing uses
+ * libinih's stream interface with a line-counting reader, so every error
+ * names the line it came from.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { KEY_INT, KEY_REAL, KEY_CHOICE, KEY_PATH };
+
+static const char *const activation_names[] = {"tanh", "relu", "sigmoid", "softplus", NULL};
+static const char *const architecture_names[] = {"resnet", "shallow", NULL};
+static const char *const data_kind_names[] = {"teacher", "sine", "spirals", "file", NULL};
+static const char *const order_names[] = {"fixed", "shuffle", NULL};
+static const char *const loss_names[] = {"mse", "cross_entropy", NULL};
+
+struct key {
+    const char *section;
+    const char *name;
+    enum key_type type;
+    size_t offset;              /* into struct mf_config */
+    const char *def;            /* default, as text */
+    double min;                 /* smallest allowed value (KEY_INT, KEY_REAL) */
+    int min_open;               /* nonzero: the value must exceed min */
+    const char *const *choices; /* KEY_CHOICE: NULL-terminated names */
+    const char *help;
+};
+
+#define OFF(field) offsetof(struct mf_config, field)
+#define INT(sec, key, def, min, help) {#sec, #key, KEY_INT, OFF(sec.key), def, min, 0, NULL, help}
+#define REAL(sec, key, def, min, open, help)                                                   \
+    {#sec, #key, KEY_REAL, OFF(sec.key), def, min, open, NULL, help}
+#define CHOICE(sec, key, def, names, help)                                                     \
+    {#sec, #key, KEY_CHOICE, OFF(sec.key), def, 0, 0, names, help}
+#define PATH(sec, key, def, help) {#sec, #key, KEY_PATH, OFF(sec.key), def, 0, 0, NULL, help}
+
+static const struct key keys[] = {
+    INT(model, layers, "4", 1, "number of residual layers L"),
+    INT(model, width, "256", 1, "particles (residual blocks) per layer M"),
+    INT(model, dim, "0", 0, "state dimension D; 0 = max(input_dim, output_dim)"),
+    CHOICE(model, activation, "tanh", activation_names, "sigma: tanh, relu, sigmoid, softplus"),
+    REAL(model, alpha, "1", 0, 1, "residual scale: h = alpha / (L M)"),
+    CHOICE(model, architecture, "resnet", architecture_names,
+           "resnet, or shallow (every block sees the input)"),
+    REAL(init, u_std, "1", 0, 0, "std of each component of u"),
+    REAL(init, w_std, "1", 0, 0, "std of w.x for unit-variance x (components: w_std/sqrt(D))"),
+    REAL(init, b_std, "0.5", 0, 0, "std of b"),
+    INT(init, seed, "1", 0, "seed of the initial particles"),
+    CHOICE(data, kind, "teacher", data_kind_names, "teacher, sine, spirals or file"),
+    INT(data, samples, "256", 0, "training samples; 0 (file only) = all rows left after test"),
+    INT(data, test_samples, "256", 0, "held-out test samples"),
+    INT(data, input_dim, "0", 0, "d_in; 0 = teacher 4, sine 1, spirals 2, file from the file"),
+    INT(data, output_dim, "0", 0, "d_out; 0 = teacher 1, sine 1, spirals 2, file from the file"),
+    REAL(data, noise, "0", 0, 0, "std of Gaussian noise on targets (spirals: on points)"),
+    INT(data, seed, "2", 0, "seed of the data and of the teacher"),
+    PATH(data, file, "", "HDF5 file with x [n][d_in] and y [n][d_out] or labels y [n]"),
+    INT(data, teacher_layers, "2", 1, "teacher network depth"),
+    INT(data, teacher_width, "4", 1, "teacher particles per layer"),
+    INT(train, steps, "2000", 0, "number of updates"),
+    REAL(train, lr, "0.05", 0, 1, "learning rate eta (mean-field time step)"),
+    INT(train, batch, "0", 0, "minibatch size; 0 = full batch"),
+    REAL(train, weight_decay, "0", 0, 0, "lambda"),
+    REAL(train, temperature, "0", 0, 0, "T; > 0 adds Langevin noise sqrt(2 eta T) xi"),
+    CHOICE(train, order, "fixed", order_names, "fixed, or shuffle (new layer order every step)"),
+    CHOICE(train, loss, "mse", loss_names, "mse or cross_entropy (integer labels)"),
+    INT(train, seed, "3", 0, "seed of minibatches, layer orders and noise"),
+    PATH(output, dir, "mfres-run", "run directory (--out overrides)"),
+    INT(output, log_every, "100", 1, "metrics row and progress line every k steps"),
+};
+#define NKEYS ((int)(sizeof keys / sizeof keys[0]))
+
+static void fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static const struct key *find_key(const char *section, const char *name)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].name, name))
+            return &keys[i];
+    return NULL;
+}
+
+static int known_section(const char *section)
+{
+    for (int i = 0; i < NKEYS; i++)
+        if (!strcmp(keys[i].section, section))
+            return 1;
+    return 0;
+}
+
+/* Parse text into the key's field. Returns 0 or -1 with "problem" in err. */
+static int parse_value(struct mf_config *cfg, const struct key *k, const char *text, char *err,
+                       size_t errlen)
+{
+    char *field = (char *)cfg + k->offset;
+    char *end;
+    errno = 0;
+    switch (k->type) {
+    case KEY_INT: {
+        long long v = strtoll(text, &end, 10);
+        if (end == text || *end || errno)
+            return fail(err, errlen, "'%s' is not an integer", text), -1;
+        if (v < k->min)
+            return fail(err, errlen, "%lld is out of range (must be >= %.0f)", v, k->min), -1;
+        *(int64_t *)field = v;
+        return 0;
+    }
+    case KEY_REAL: {
+        double v = strtod(text, &end);
+        if (end == text || *end || errno || !isfinite(v))
+            return fail(err, errlen, "'%s' is not a finite number", text), -1;
+        if (k->min_open ? !(v > k->min) : !(v >= k->min))
+            return fail(err, errlen, "%s is out of range (must be %s %g)", text,
+                        k->min_open ? ">" : ">=", k->min),
+                   -1;
+        *(double *)field = v;
+        return 0;
+    }
+    case KEY_CHOICE:
+        for (int i = 0; k->choices[i]; i++)
+            if (!strcmp(text, k->choices[i])) {
+                *(int *)field = i;
+                return 0;
+            }
+        {
+            char names[256] = "";
+            for (int i = 0; k->choices[i]; i++) {
+                strncat(names, i ? ", " : "", sizeof names - strlen(names) - 1);
+                strncat(names, k->choices[i], sizeof names - strlen(names) - 1);
+            }
+            return fail(err, errlen, "unknown value '%s' (choose one of: %s)", text, names), -1;
+        }
+    case KEY_PATH:
+        if (strlen(text) >= MF_PATH_MAX)
+            return fail(err, errlen, "path longer than %d characters", MF_PATH_MAX - 1), -1;
+        strcpy(field, text);
+        return 0;
+    }
+    return -1;
+}
+
+void config_defaults(struct mf_config *cfg)
+{
+    char err[MF_ERR_MAX];
+    memset(cfg, 0, sizeof *cfg);
+    for (int i = 0; i < NKEYS; i++)
+        if (parse_value(cfg, &keys[i], keys[i].def, err, sizeof err) != 0)
+            abort(); /* a bad default in the table is a programming error */
+}
+
+/* State of one file parse: libinih calls the handler line by line. */
+struct parse_state {
+    struct mf_config *cfg;
+    FILE *file;
+    int line;                /* lines read so far = line being handled */
+    int error_line;          /* first line with an error, 0 if none */
+    char message[MF_ERR_MAX];
+    int seen_line[sizeof keys / sizeof keys[0]]; /* line a key was set on */
+};
+
+static char *read_line(char *buf, int size, void *stream)
+{
+    struct parse_state *st = stream;
+    char *line = fgets(buf, size, st->file);
+    if (line)
+        st->line++;
+    return line;
+}
+
+static int handle_pair(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_state *st = user;
+    char problem[MF_ERR_MAX / 2];
+    if (st->error_line)
+        return 1; /* report only the first error */
+    const struct key *k = find_key(section, name);
+    if (!k) {
+        if (!*section)
+            snprintf(problem, sizeof problem, "key '%s' outside any [section]", name);
+        else if (!known_section(section))
+            snprintf(problem, sizeof problem, "[%s]: unknown section", section);
+        else
+            snprintf(problem, sizeof problem, "[%s] %s: unknown key", section, name);
+    } else if (st->seen_line[k - keys]) {
+        snprintf(problem, sizeof problem, "[%s] %s: given twice (first on line %d)", section,
+                 name, st->seen_line[k - keys]);
+    } else {
+        char why[MF_ERR_MAX / 4];
+        st->seen_line[k - keys] = st->line;
+        if (parse_value(st->cfg, k, value, why, sizeof why) == 0)
+            return 1;
+        snprintf(problem, sizeof problem, "[%s] %s: %s", section, name, why);
+    }
+    st->error_line = st->line;
+    snprintf(st->message, sizeof st->message, "%s", problem);
+    return 0;
+}
+
+int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct parse_state st = {.cfg = cfg};
+    st.file = fopen(path, "r");
+    if (!st.file)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+    int bad_line = ini_parse_stream(read_line, &st, handle_pair, &st);
+    fclose(st.file);
+    if (bad_line == 0)
+        return 0;
+    if (bad_line < 0)
+        return fail(err, errlen, "%s: cannot read", path), -1;
+    if (st.error_line == bad_line)
+        fail(err, errlen, "%s:%d: %s", path, bad_line, st.message);
+    else
+        fail(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
+             bad_line);
+    return -1;
+}
+
+int config_set(struct mf_config *cfg, const char *assignment, char *err, size_t errlen)
+{
+    char section[64], name[64], why[MF_ERR_MAX / 2];
+    const char *dot = strchr(assignment, '.');
+    const char *eq = strchr(assignment, '=');
+    if (!dot || !eq || dot > eq || dot == assignment || eq == dot + 1 ||
+        dot - assignment >= (long)sizeof section || eq - dot - 1 >= (long)sizeof name)
+        return fail(err, errlen, "--set %s: expected section.key=value", assignment), -1;
+    snprintf(section, sizeof section, "%.*s", (int)(dot - assignment), assignment);
+    snprintf(name, sizeof name, "%.*s", (int)(eq - dot - 1), dot + 1);
+    const struct key *k = find_key(section, name);
+    if (!k)
+        return fail(err, errlen, "--set %s: %s", assignment,
+                    known_section(section) ? "unknown key" : "unknown section"),
+               -1;
+    if (parse_value(cfg, k, eq + 1, why, sizeof why) != 0)
+        return fail(err, errlen, "--set %s: [%s] %s: %s", assignment, section, name, why), -1;
+    return 0;
+}
+
+int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char *err,
+                   size_t errlen)
+{
+    struct {
+        int64_t input_dim, output_dim;
+    } kind_dims[] = {[MF_DATA_TEACHER] = {4, 1}, [MF_DATA_SINE] = {1, 1}, [MF_DATA_SPIRALS] = {2, 2}};
+    int kind = cfg->data.kind;
+    int labels;
+
+    if (kind == MF_DATA_FILE) {
+        if (!cfg->data.file[0])
+            return fail(err, errlen, "data.kind = file needs data.file"), -1;
+        if (!file)
+            return fail(err, errlen, "data.file '%s' was not read", cfg->data.file), -1;
+        if (cfg->data.input_dim && cfg->data.input_dim != file->input_dim)
+            return fail(err, errlen,
+                        "data.input_dim = %lld but data.file '%s' has %lld input columns",
+                        (long long)cfg->data.input_dim, cfg->data.file,
+                        (long long)file->input_dim),
+                   -1;
+        if (cfg->data.output_dim && cfg->data.output_dim != file->output_dim)
+            return fail(err, errlen, "data.output_dim = %lld but data.file '%s' has %lld %s",
+                        (long long)cfg->data.output_dim, cfg->data.file,
+                        (long long)file->output_dim, file->labels ? "classes" : "target columns"),
+                   -1;
+        cfg->data.input_dim = file->input_dim;
+        cfg->data.output_dim = file->output_dim;
+        if (cfg->data.test_samples > file->rows)
+            return fail(err, errlen, "data.test_samples = %lld but data.file '%s' has %lld rows",
+                        (long long)cfg->data.test_samples, cfg->data.file, (long long)file->rows),
+                   -1;
+        if (cfg->data.samples == 0)
+            cfg->data.samples = file->rows - cfg->data.test_samples;
+        if (cfg->data.samples + cfg->data.test_samples > file->rows)
+            return fail(err, errlen,
+                        "data.samples + data.test_samples = %lld but data.file '%s' has %lld rows",
+                        (long long)(cfg->data.samples + cfg->data.test_samples), cfg->data.file,
+                        (long long)file->rows),
+                   -1;
+        labels = file->labels;
+    } else {
+        if (!cfg->data.input_dim)
+            cfg->data.input_dim = kind_dims[kind].input_dim;
+        if (!cfg->data.output_dim)
+            cfg->data.output_dim = kind_dims[kind].output_dim;
+        labels = kind == MF_DATA_SPIRALS;
+        if (kind == MF_DATA_SPIRALS &&
+            (cfg->data.input_dim != 2 || cfg->data.output_dim != 2))
+            return fail(err, errlen,
+                        "data.kind = spirals has input_dim = 2 and output_dim = 2 (given %lld, %lld)",
+                        (long long)cfg->data.input_dim, (long long)cfg->data.output_dim),
+                   -1;
+    }
+    if (cfg->data.samples < 1)
+        return fail(err, errlen, "data.samples must be >= 1 (0 is for data.kind = file only)"),
+               -1;
+    if (labels && cfg->train.loss != MF_LOSS_CROSS_ENTROPY)
+        return fail(err, errlen,
+                    "train.loss = mse does not fit data.kind = %s: class labels need "
+                    "train.loss = cross_entropy",
+                    data_kind_names[kind]),
+               -1;
+    if (!labels && cfg->train.loss == MF_LOSS_CROSS_ENTROPY)
+        return fail(err, errlen,
+                    "train.loss = cross_entropy needs class labels, but data.kind = %s has "
+                    "real-valued targets (use train.loss = mse)",
+                    data_kind_names[kind]),
+               -1;
+    if (labels && cfg->data.output_dim < 2)
+        return fail(err, errlen, "cross_entropy needs at least 2 classes (data.output_dim)"), -1;
+
+    int64_t need = cfg->data.input_dim > cfg->data.output_dim ? cfg->data.input_dim
+                                                               : cfg->data.output_dim;
+    if (!cfg->model.dim)
+        cfg->model.dim = need;
+    if (cfg->model.dim < need)
+        return fail(err, errlen,
+                    "model.dim = %lld is smaller than data.input_dim = %lld or data.output_dim "
+                    "= %lld",
+                    (long long)cfg->model.dim, (long long)cfg->data.input_dim,
+                    (long long)cfg->data.output_dim),
+               -1;
+    if (cfg->model.dim > (1 << 16))
+        return fail(err, errlen, "model.dim = %lld is larger than 65536",
+                    (long long)cfg->model.dim),
+               -1;
+    if (cfg->model.layers > (INT64_C(1) << 40) / cfg->model.width)
+        return fail(err, errlen, "model.layers x model.width = %lld x %lld is too many particles",
+                    (long long)cfg->model.layers, (long long)cfg->model.width),
+               -1;
+    if (cfg->train.batch > cfg->data.samples)
+        return fail(err, errlen, "train.batch = %lld is larger than data.samples = %lld",
+                    (long long)cfg->train.batch, (long long)cfg->data.samples),
+               -1;
+    return 0;
+}
+
+static void write_value(const struct mf_config *cfg, const struct key *k, FILE *out)
+{
+    const char *field = (const char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_INT:
+        fprintf(out, "%lld", (long long)*(const int64_t *)field);
+        break;
+    case KEY_REAL:
+        fprintf(out, "%.17g", *(const double *)field);
+        break;
+    case KEY_CHOICE:
+        fputs(k->choices[*(const int *)field], out);
+        break;
+    case KEY_PATH:
+        fputs(field, out);
+        break;
+    }
+}
+
+void config_write(const struct mf_config *cfg, FILE *out)
+{
+    const char *section = "";
+    for (int i = 0; i < NKEYS; i++) {
+        if (strcmp(section, keys[i].section)) {
+            section = keys[i].section;
+            fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
+        }
+        fprintf(out, "%s = ", keys[i].name);
+        write_value(cfg, &keys[i], out);
+        fputc('\n', out);
+    }
+}
+
+void config_print_help(FILE *out)
+{
+    const char *section = "";
+    for (int i = 0; i < NKEYS; i++) {
+        if (strcmp(section, keys[i].section)) {
+            section = keys[i].section;
+            fprintf(out, "  [%s]\n", section);
+        }
+        char def[64];
+        snprintf(def, sizeof def, "%s = %s", keys[i].name, *keys[i].def ? keys[i].def : "\"\"");
+        fprintf(out, "    %-24s %s\n", def, keys[i].help);
+    }
+}
+
+const char *config_activation_name(int activation) { return activation_names[activation]; }
+const char *config_data_kind_name(int kind) { return data_kind_names[kind]; }

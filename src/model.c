@@ -1,0 +1,222 @@
+/*
+ * model: forward pass, loss, adjoint pass and fused particle update across
+ * layers and ranks (see model.h).
+ *
+ * Per layer, each rank loops over its chunks and accumulates into one
+ * n x D buffer; comm_sum then adds the ranks' shares. The last adjoint
+ * increment (p_0) is never needed and is skipped, as is the adjoint of the
+ * shallow ensemble, whose every block sees X_0 and p_L.
+ */
+#include "model.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "config.h"
+#include "kernels.h"
+#include "log.h"
+#include "timer.h"
+
+void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out,
+                  MPI_Comm comm)
+{
+    memset(m, 0, sizeof *m);
+    m->comm = comm;
+    m->activation = cfg->model.activation;
+    m->architecture = cfg->model.architecture;
+    m->loss = cfg->train.loss;
+    m->alpha = cfg->model.alpha;
+    m->h = cfg->model.alpha / ((double)cfg->model.layers * (double)cfg->model.width);
+    m->d_out = d_out;
+    particles_alloc(&m->particles, cfg->model.layers, cfg->model.width, (int)cfg->model.dim,
+                    comm_rank(comm), comm_size(comm));
+    particles_init(&m->particles, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,
+                   (uint64_t)cfg->init.seed, RNG_INIT);
+    m->work = xmalloc((size_t)kernels_workspace(MF_CHUNK) * sizeof(double));
+    m->grad = xmalloc((size_t)(MF_CHUNK * (2 * cfg->model.dim + 1)) * sizeof(double));
+}
+
+void model_destroy(struct mf_model *m)
+{
+    particles_free(&m->particles);
+    free(m->work);
+    free(m->grad);
+    m->work = m->grad = NULL;
+}
+
+void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const double *x,
+                     double *X)
+{
+    const int D = m->particles.dim;
+    for (int64_t j = 0; j < n; j++) {
+        memcpy(X + j * D, x + j * d_in, (size_t)d_in * sizeof *X);
+        memset(X + j * D + d_in, 0, (size_t)(D - d_in) * sizeof *X);
+    }
+}
+
+/* drift += this rank's chunks of layer l evaluated at X (not reduced). */
+static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X, double *drift)
+{
+    const struct mf_particles *p = &m->particles;
+    const int D = p->dim;
+    for (int64_t i0 = 0; i0 < p->count; i0 += MF_CHUNK) {
+        int64_t cm = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK;
+        int64_t local = l * p->count + i0;
+        kernels_forward(m->activation, n, D, X, cm, p->u + local * D, p->w + local * D,
+                        p->b + local, drift, m->work);
+    }
+}
+
+void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride,
+                   const int64_t *order, double *drift)
+{
+    const struct mf_particles *p = &m->particles;
+    const int64_t nd = n * p->dim;
+    for (int64_t k = 0; k < p->layers; k++) {
+        double *Xk = X + k * slot_stride, *Xnext = Xk + slot_stride;
+        memset(drift, 0, (size_t)nd * sizeof *drift);
+        layer_drift(m, order ? order[k] : k, n, Xk, drift);
+        comm_sum(drift, nd, m->comm);
+        for (int64_t i = 0; i < nd; i++)
+            Xnext[i] = Xk[i] + m->h * drift[i];
+    }
+}
+
+void model_forward_shallow(struct mf_model *m, int64_t n, const double *X0, double *out)
+{
+    const struct mf_particles *p = &m->particles;
+    const int64_t nd = n * p->dim;
+    memset(out, 0, (size_t)nd * sizeof *out);
+    for (int64_t l = 0; l < p->layers; l++)
+        layer_drift(m, l, n, X0, out);
+    comm_sum(out, nd, m->comm);
+    for (int64_t i = 0; i < nd; i++)
+        out[i] = X0[i] + m->h * out[i];
+}
+
+double model_loss(const struct mf_model *m, int64_t n, const double *XL, const double *y,
+                  double *pL, int64_t *correct)
+{
+    const int D = m->particles.dim;
+    const int64_t K = m->d_out;
+    double total = 0;
+    int64_t right = 0;
+    if (pL)
+        memset(pL, 0, (size_t)(n * D) * sizeof *pL);
+    for (int64_t j = 0; j < n; j++) {
+        const double *z = XL + j * D;
+        double *p = pL ? pL + j * D : NULL;
+        if (m->loss == MF_LOSS_MSE) {
+            for (int64_t k = 0; k < K; k++) {
+                double e = z[k] - y[j * K + k];
+                total += 0.5 * e * e;
+                if (p)
+                    p[k] = e / (double)n;
+            }
+        } else {
+            int64_t label = (int64_t)y[j], best = 0;
+            double zmax = z[0];
+            for (int64_t k = 1; k < K; k++)
+                if (z[k] > zmax)
+                    zmax = z[k], best = k;
+            double sum = 0;
+            for (int64_t k = 0; k < K; k++)
+                sum += exp(z[k] - zmax);
+            total += zmax + log(sum) - z[label];
+            right += best == label;
+            if (p) {
+                for (int64_t k = 0; k < K; k++)
+                    p[k] = exp(z[k] - zmax) / sum / (double)n;
+                p[label] -= 1.0 / (double)n;
+            }
+        }
+    }
+    if (correct)
+        *correct = right;
+    return total / (double)n;
+}
+
+/* Turn one chunk's raw sums into dE/dtheta, optionally copy it out, and
+ * apply the update. Returns the chunk's sum of squared velocities. */
+static double update_chunk(struct mf_model *m, const struct mf_update *upd, int64_t l,
+                           int64_t i0, int64_t cm, const double *gu, const double *gw,
+                           const double *gb)
+{
+    struct mf_particles *p = &m->particles;
+    const int D = p->dim;
+    const int64_t local = l * p->count + i0;
+    const double lm = (double)p->layers * (double)p->width;
+    const double noise = upd && upd->apply && upd->temperature > 0
+                             ? sqrt(2.0 * upd->lr * upd->temperature)
+                             : 0.0;
+    const double wd = upd ? upd->weight_decay : 0.0;
+    double vv = 0;
+    for (int64_t i = 0; i < cm; i++) {
+        double *theta[3] = {p->u + (local + i) * D, p->w + (local + i) * D, p->b + local + i};
+        const double *graw[3] = {gu + i * D, gw + i * D, gb + i};
+        double *gout[3] = {NULL, NULL, NULL};
+        if (upd && upd->grad_u) {
+            gout[0] = upd->grad_u + (local + i) * D;
+            gout[1] = upd->grad_w + (local + i) * D;
+            gout[2] = upd->grad_b + local + i;
+        }
+        double z[4];
+        int comp = 0; /* component index 0..2D in the order u, w, b */
+        for (int part = 0; part < 3; part++) {
+            int len = part < 2 ? D : 1;
+            for (int k = 0; k < len; k++, comp++) {
+                double g = m->h * graw[part][k]; /* dE/dtheta */
+                double v = lm * g + wd * theta[part][k];
+                vv += v * v;
+                if (gout[part])
+                    gout[part][k] = g;
+                if (upd && upd->apply) {
+                    theta[part][k] -= upd->lr * v;
+                    if (noise > 0) {
+                        if (comp % 4 == 0)
+                            rng_normal4(upd->seed, RNG_NOISE, (uint64_t)upd->step, (uint64_t)l,
+                                        (uint64_t)(p->first + i0 + i), (uint64_t)comp / 4, z);
+                        theta[part][k] += noise * z[comp % 4];
+                    }
+                }
+            }
+        }
+    }
+    return vv;
+}
+
+double model_backward(struct mf_model *m, int64_t n, const double *X, const double *pL,
+                      const int64_t *order, const struct mf_update *upd, double *P,
+                      double *dP)
+{
+    struct mf_particles *p = &m->particles;
+    const int D = p->dim;
+    const int64_t nd = n * D;
+    const int shallow = m->architecture == MF_ARCH_SHALLOW;
+    double *gu = m->grad, *gw = gu + MF_CHUNK * D, *gb = gw + MF_CHUNK * D;
+    double vv = 0;
+    memcpy(P, pL, (size_t)nd * sizeof *P);
+    for (int64_t k = p->layers - 1; k >= 0; k--) {
+        const int64_t l = order ? order[k] : k;
+        const double *Xk = shallow ? X : X + k * nd;
+        /* P = p_{k+1}; the increment to p_k is needed only above layer 0. */
+        const int want_dp = !shallow && k > 0;
+        if (want_dp)
+            memset(dP, 0, (size_t)nd * sizeof *dP);
+        for (int64_t i0 = 0; i0 < p->count; i0 += MF_CHUNK) {
+            int64_t cm = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK;
+            int64_t local = l * p->count + i0;
+            kernels_backward(m->activation, n, D, Xk, P, cm, p->u + local * D, p->w + local * D,
+                             p->b + local, want_dp ? dP : NULL, gu, gw, gb, m->work);
+            vv += update_chunk(m, upd, l, i0, cm, gu, gw, gb);
+        }
+        if (want_dp) {
+            comm_sum(dP, nd, m->comm);
+            for (int64_t i = 0; i < nd; i++)
+                P[i] += m->h * dP[i];
+        }
+    }
+    return vv;
+}

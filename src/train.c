@@ -1,0 +1,285 @@
+/*
+ * train: the step loop (see train.h).
+ *
+ * Step k draws its batch and layer order from (train seed, k), runs the
+ * forward pass keeping the L+1 states of the batch, and the backward pass,
+ * which updates the particles as it goes. On log steps the observables are
+ * evaluated first, at the state after k updates; the final row k = steps
+ * runs one more backward pass without update for its velocity.
+ *
+ * Memory beyond the particles: (L+5) B x D for the batch pass and a few
+ * n x D arrays for the observables; never anything of size B x M.
+ */
+#include "train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "log.h"
+#include "model.h"
+#include "rng.h"
+#include "timer.h"
+
+void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t step,
+                         int64_t *idx, int64_t *scratch)
+{
+    int64_t batch = cfg->train.batch;
+    if (batch == 0) {
+        for (int64_t i = 0; i < n_train; i++)
+            idx[i] = i;
+        return;
+    }
+    /* The first `batch` draws of a Fisher-Yates shuffle: without replacement. */
+    for (int64_t i = 0; i < n_train; i++)
+        scratch[i] = i;
+    uint64_t bits[4];
+    for (int64_t i = 0; i < batch; i++) {
+        if (i % 4 == 0)
+            rng_bits4((uint64_t)cfg->train.seed, RNG_BATCH, (uint64_t)step, (uint64_t)i / 4, 0, 0,
+                      bits);
+        int64_t j = i + (int64_t)rng_below(bits[i % 4], (uint64_t)(n_train - i));
+        int64_t t = scratch[i];
+        scratch[i] = scratch[j];
+        scratch[j] = t;
+        idx[i] = scratch[i];
+    }
+}
+
+void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order)
+{
+    if (cfg->train.order == MF_ORDER_SHUFFLE) {
+        rng_permutation((uint64_t)cfg->train.seed, RNG_ORDER, (uint64_t)step, cfg->model.layers,
+                        order);
+    } else {
+        for (int64_t k = 0; k < cfg->model.layers; k++)
+            order[k] = k;
+    }
+}
+
+/* Buffers of one run, allocated once. */
+struct workspace {
+    int64_t B;      /* rows of the batch pass */
+    double *X;      /* [L+1][B][D] states of the batch */
+    double *drift;  /* [B][D] */
+    double *pL;     /* [B][D] */
+    double *P, *dP; /* [B][D] adjoint and its increment */
+    double *y;      /* [B][y_dim] targets of the batch */
+    int64_t *idx;   /* [B] batch indices */
+    int64_t *perm;  /* [n_train] scratch for sampling */
+    int64_t *order; /* [L] layer order */
+    int64_t ne;     /* rows of the evaluation buffers: max(n_train, n_test) */
+    double *E0, *E, *Es, *Edrift; /* [ne][D] input, ResNet state, shallow output, scratch */
+};
+
+static void workspace_alloc(struct workspace *w, const struct mf_config *cfg,
+                            const struct mf_dataset *ds)
+{
+    const int64_t D = cfg->model.dim, L = cfg->model.layers;
+    const int64_t n = ds->train.n;
+    w->B = cfg->train.batch ? cfg->train.batch : n;
+    w->X = xmalloc((size_t)((L + 1) * w->B * D) * sizeof(double));
+    w->drift = xmalloc((size_t)(w->B * D) * sizeof(double));
+    w->pL = xmalloc((size_t)(w->B * D) * sizeof(double));
+    w->P = xmalloc((size_t)(w->B * D) * sizeof(double));
+    w->dP = xmalloc((size_t)(w->B * D) * sizeof(double));
+    w->y = xmalloc((size_t)(w->B * ds->train.y_dim) * sizeof(double));
+    w->idx = xmalloc((size_t)w->B * sizeof(int64_t));
+    w->perm = xmalloc((size_t)n * sizeof(int64_t));
+    w->order = xmalloc((size_t)L * sizeof(int64_t));
+    w->ne = n > ds->test.n ? n : ds->test.n;
+    w->E0 = xmalloc((size_t)(w->ne * D) * sizeof(double));
+    w->E = xmalloc((size_t)(w->ne * D) * sizeof(double));
+    w->Es = xmalloc((size_t)(w->ne * D) * sizeof(double));
+    w->Edrift = xmalloc((size_t)(w->ne * D) * sizeof(double));
+}
+
+static void workspace_free(struct workspace *w)
+{
+    void *all[] = {w->X, w->drift, w->pL, w->P, w->dP, w->y, w->idx,
+                   w->perm, w->order, w->E0, w->E, w->Es, w->Edrift};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        free(all[i]);
+}
+
+/* Forward and backward pass of step k on its batch; returns the batch loss
+ * and the summed squared velocity over all particles in *vv. */
+static double batch_pass(const struct mf_config *cfg, const struct mf_dataset *ds,
+                         struct mf_model *m, struct workspace *w, int64_t k, int apply,
+                         double *vv)
+{
+    const struct mf_samples *tr = &ds->train;
+    const int64_t D = cfg->model.dim, B = w->B, nd = B * D;
+    const int shallow = cfg->model.architecture == MF_ARCH_SHALLOW;
+
+    timer_start(TIMER_FORWARD);
+    train_batch_indices(cfg, tr->n, k, w->idx, w->perm);
+    train_layer_order(cfg, k, w->order);
+    for (int64_t j = 0; j < B; j++) {
+        int64_t s = w->idx[j];
+        model_pad_input(m, 1, tr->d_in, tr->x + s * tr->d_in, w->X + j * D);
+        memcpy(w->y + j * tr->y_dim, tr->y + s * tr->y_dim, (size_t)tr->y_dim * sizeof(double));
+    }
+    double *out;
+    if (shallow) {
+        out = w->X + nd;
+        model_forward_shallow(m, B, w->X, out);
+    } else {
+        model_forward(m, B, w->X, nd, w->order, w->drift);
+        out = w->X + cfg->model.layers * nd;
+    }
+    double loss = model_loss(m, B, out, w->y, w->pL, NULL);
+    timer_stop(TIMER_FORWARD);
+
+    timer_start(TIMER_BACKWARD);
+    struct mf_update upd = {
+        .apply = apply,
+        .lr = cfg->train.lr,
+        .weight_decay = cfg->train.weight_decay,
+        .temperature = cfg->train.temperature,
+        .seed = (uint64_t)cfg->train.seed,
+        .step = k,
+    };
+    *vv = model_backward(m, B, w->X, w->pL, w->order, &upd, w->P, w->dP);
+    comm_sum(vv, 1, m->comm);
+    timer_stop(TIMER_BACKWARD);
+    return loss;
+}
+
+/* Loss (and correct predictions) of the architecture's output on a set;
+ * with gap non-NULL also the shallow gap. Leaves X_0 in E0. */
+static double evaluate(struct mf_model *m, const struct mf_samples *s, struct workspace *w,
+                       double *gap, int64_t *correct)
+{
+    const int64_t D = m->particles.dim, nd = s->n * D;
+    const int shallow = m->architecture == MF_ARCH_SHALLOW;
+    model_pad_input(m, s->n, s->d_in, s->x, w->E0);
+    if (!shallow || gap) {
+        memcpy(w->E, w->E0, (size_t)nd * sizeof(double));
+        model_forward(m, s->n, w->E, 0, NULL, w->Edrift);
+    }
+    if (shallow || gap)
+        model_forward_shallow(m, s->n, w->E0, w->Es);
+    if (gap) {
+        double num = 0, den = 0;
+        for (int64_t j = 0; j < s->n; j++) {
+            double a = 0, c = 0;
+            for (int64_t i = 0; i < D; i++) {
+                double xl = w->E[j * D + i];
+                a += (xl - w->Es[j * D + i]) * (xl - w->Es[j * D + i]);
+                c += (xl - w->E0[j * D + i]) * (xl - w->E0[j * D + i]);
+            }
+            num += sqrt(a);
+            den += sqrt(c);
+        }
+        *gap = den > 0 ? num / den : 0.0;
+    }
+    return model_loss(m, s->n, shallow ? w->Es : w->E, s->y, NULL, correct);
+}
+
+static void observe(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+                    struct workspace *w, struct mf_observables *o)
+{
+    timer_start(TIMER_EVAL);
+    o->loss = evaluate(m, &ds->train, w, &o->shallow_gap, NULL);
+    o->test_loss = NAN;
+    o->test_accuracy = NAN;
+    if (ds->test.n > 0) {
+        int64_t correct;
+        o->test_loss = evaluate(m, &ds->test, w, NULL, &correct);
+        if (cfg->train.loss == MF_LOSS_CROSS_ENTROPY)
+            o->test_accuracy = (double)correct / (double)ds->test.n;
+    }
+    timer_stop(TIMER_EVAL);
+}
+
+static const char *const metrics_header =
+    "step\ttime\tloss\ttest_loss\ttest_accuracy\tgrad_norm\tshallow_gap\tseconds_per_step\n";
+
+static void write_row(FILE *f, const struct mf_observables *o)
+{
+    fprintf(f, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\n", (long long)o->step,
+            o->time, o->loss, o->test_loss, o->test_accuracy, o->grad_norm, o->shallow_gap,
+            o->seconds_per_step);
+    fflush(f);
+}
+
+static void progress(const struct mf_observables *o, int64_t steps, double elapsed)
+{
+    double eta = o->seconds_per_step * (double)(steps - o->step);
+    log_info("[%8.1f s] step %lld/%lld  loss %.3e  test %.3e  |v| %.2e  %.3g s/step  ETA %.0f s",
+             elapsed, (long long)o->step, (long long)steps, o->loss, o->test_loss, o->grad_norm,
+             o->seconds_per_step, eta);
+}
+
+int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+              const char *run_dir, struct mf_observables *final)
+{
+    const int64_t steps = cfg->train.steps;
+    const double n_particles = (double)cfg->model.layers * (double)cfg->model.width;
+    const int root = comm_rank(m->comm) == 0;
+    struct workspace w;
+    FILE *metrics = NULL;
+    int status = 0;
+
+    workspace_alloc(&w, cfg, ds);
+    if (root) {
+        char path[MF_PATH_MAX + 32];
+        snprintf(path, sizeof path, "%s/metrics.tsv", run_dir);
+        metrics = fopen(path, "w");
+        if (!metrics)
+            log_fatal("cannot write %s", path);
+        fputs(metrics_header, metrics);
+    }
+
+    timer_start(TIMER_TOTAL);
+    double t_start = comm_wtime(), step_seconds = 0;
+    int64_t steps_since_row = 0;
+    struct mf_observables o = {0};
+    for (int64_t k = 0; k <= steps; k++) {
+        const int last = k == steps;
+        const int log_now = last || k % cfg->output.log_every == 0;
+        if (log_now) {
+            o.step = k;
+            o.time = (double)k * cfg->train.lr;
+            observe(cfg, ds, m, &w, &o);
+        }
+        double t0 = comm_wtime(), vv;
+        double batch_loss = batch_pass(cfg, ds, m, &w, k, !last, &vv);
+        if (!last) {
+            step_seconds += comm_wtime() - t0;
+            steps_since_row++;
+        }
+        if (log_now) {
+            timer_start(TIMER_OUTPUT);
+            o.grad_norm = sqrt(vv / n_particles);
+            o.seconds_per_step = steps_since_row ? step_seconds / (double)steps_since_row : 0.0;
+            if (root) {
+                write_row(metrics, &o);
+                progress(&o, steps, comm_wtime() - t_start);
+            }
+            step_seconds = 0;
+            steps_since_row = 0;
+            timer_stop(TIMER_OUTPUT);
+        }
+        int finite = isfinite(batch_loss) && isfinite(vv) && (!log_now || isfinite(o.loss));
+        if (!comm_all_ok(finite, m->comm)) {
+            if (root)
+                fprintf(stderr, "mfres: diverged at step %lld: the loss or the gradient is "
+                                "NaN or Inf (try a smaller train.lr)\n",
+                        (long long)k);
+            status = 4;
+            break;
+        }
+    }
+    timer_stop(TIMER_TOTAL);
+    if (metrics)
+        fclose(metrics);
+    if (final)
+        *final = o;
+    workspace_free(&w);
+    return status;
+}
