@@ -39,7 +39,8 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
 void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order);
 
 /* Train from the model's current particles for cfg->train.steps updates,
- * writing metrics.tsv into run_dir (rank 0) and progress to stdout.
+ * writing metrics.tsv into run_dir (rank 0; none when run_dir is NULL) and
+ * progress to stdout.
  * final receives the observables of the last state (may be NULL).
  * Returns the exit status: 0 finished, 4 diverged. Collective. */
 int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,

@@ -20,6 +20,15 @@
 
 int64_t kernels_workspace(int64_t cm) { return 3 * (int64_t)MF_ROW_BLOCK * cm; }
 
+/* 1 / (1 + e^-x) without overflow for either sign of x. */
+static inline double logistic(double x)
+{
+    if (x >= 0)
+        return 1.0 / (1.0 + exp(-x));
+    double e = exp(x);
+    return e / (1.0 + e);
+}
+
 void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds)
 {
     switch (activation) {
@@ -41,7 +50,7 @@ void kernels_activate(int activation, int64_t n, const double *a, double *s, dou
         break;
     case MF_ACT_SIGMOID:
         for (int64_t i = 0; i < n; i++) {
-            double e = 1.0 / (1.0 + exp(-a[i]));
+            double e = logistic(a[i]);
             s[i] = e;
             if (ds)
                 ds[i] = e * (1.0 - e);
@@ -53,7 +62,7 @@ void kernels_activate(int activation, int64_t n, const double *a, double *s, dou
             /* log(1 + e^x) without overflow; derivative is the logistic. */
             s[i] = x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
             if (ds)
-                ds[i] = 1.0 / (1.0 + exp(-x));
+                ds[i] = logistic(x);
         }
         break;
     }

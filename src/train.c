@@ -226,7 +226,7 @@ int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct m
     int status = 0;
 
     workspace_alloc(&w, cfg, ds);
-    if (root) {
+    if (root && run_dir) {
         char path[MF_PATH_MAX + 32];
         snprintf(path, sizeof path, "%s/metrics.tsv", run_dir);
         metrics = fopen(path, "w");
@@ -257,10 +257,10 @@ int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct m
             timer_start(TIMER_OUTPUT);
             o.grad_norm = sqrt(vv / n_particles);
             o.seconds_per_step = steps_since_row ? step_seconds / (double)steps_since_row : 0.0;
-            if (root) {
+            if (metrics)
                 write_row(metrics, &o);
+            if (root)
                 progress(&o, steps, comm_wtime() - t_start);
-            }
             step_seconds = 0;
             steps_since_row = 0;
             timer_stop(TIMER_OUTPUT);

@@ -1,0 +1,92 @@
+"""The command line: help, version, and bad input that must stop every rank
+with exit status 2 and a message naming the problem, without hanging and
+without touching existing files."""
+import os
+import re
+
+import pytest
+
+from conftest import mfres, write_config
+
+
+def test_help_lists_every_key_with_its_default(tmp_path, small_config):
+    out = mfres("--help", check=True).stdout
+    assert "usage: mfres train CONFIG.ini" in out
+    mfres("train", small_config, "--set", "train.steps=1", "--out", tmp_path / "run", check=True)
+    resolved = open(tmp_path / "run" / "config.ini").read()
+    keys = re.findall(r"^(\w+) = ", resolved, re.M)
+    assert len(keys) >= 30
+    for key in keys:
+        assert re.search(rf"^\s+{key} = ", out, re.M), key
+    assert re.search(r"^\s+width = 256\s+particles", out, re.M)
+
+
+def test_version():
+    out = mfres("--version", check=True).stdout
+    assert out.startswith("mfres ") and "compiler:" in out
+
+
+def bad_run(tmp_path, text, *extra, ranks=2):
+    """Run a bad configuration into a run directory holding a precious file."""
+    run = tmp_path / "run"
+    run.mkdir(exist_ok=True)
+    (run / "metrics.tsv").write_text("precious\n")
+    cfg = write_config(tmp_path / "bad.ini", text)
+    proc = mfres("train", cfg, "--out", run, *extra, ranks=ranks, timeout=60)
+    assert (run / "metrics.tsv").read_text() == "precious\n"
+    assert not (run / "config.ini").exists()
+    return proc, cfg
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nlayers = 2\nwidht = 8\n", ":3: [model] widht: unknown key"),
+    ("[model]\nwidth = -4\n", ":2: [model] width: -4 is out of range (must be >= 1)"),
+    ("[model]\nactivation = gelu\n",
+     ":2: [model] activation: unknown value 'gelu' (choose one of: tanh, relu, sigmoid, softplus)"),
+    ("[data]\nkind = file\nfile = /nonexistent/data.h5\n",
+     "data.file '/nonexistent/data.h5': cannot open: No such file or directory"),
+    ("[data]\nsamples = 100\n[train]\nbatch = 101\n",
+     "train.batch = 101 is larger than data.samples = 100"),
+])
+def test_bad_configuration_exits_2_on_every_rank(tmp_path, text, message):
+    proc, cfg = bad_run(tmp_path, text)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    if message.startswith(":"):
+        assert cfg + message in proc.stderr
+    assert proc.stderr.count("mfres: error:") == 1  # one rank explains, all stop
+
+
+def test_bad_override(tmp_path):
+    proc, _ = bad_run(tmp_path, "[model]\nwidth = 8\n", "--set", "model.layers=zero", ranks=3)
+    assert proc.returncode == 2
+    assert "--set model.layers=zero: [model] layers: 'zero' is not an integer" in proc.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train"], "train needs a configuration file"),
+    (["train", "a.ini", "--bogus"], "unknown option '--bogus'"),
+    (["train", "a.ini", "b.ini"], "more than one configuration file"),
+    (["train", "a.ini", "--set"], "--set needs a value"),
+    (["fly"], "unknown command 'fly'"),
+    ([], "no command"),
+])
+def test_usage_errors(args, message):
+    proc = mfres(*args, ranks=2, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+
+
+def test_unwritable_run_directory(tmp_path, small_config):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = mfres("train", small_config, "--out", blocker / "run", ranks=2, timeout=60)
+    assert proc.returncode == 1
+    assert f"cannot create run directory '{blocker}/run'" in proc.stderr
+
+
+def test_divergence_exits_4(tmp_path, small_config):
+    proc = mfres("train", small_config, "--set", "train.lr=1e30", "--set",
+                 "model.activation=relu", "--out", tmp_path / "run", ranks=2, timeout=60)
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "diverged at step" in proc.stderr
