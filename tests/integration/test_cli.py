@@ -90,3 +90,33 @@ def test_divergence_exits_4(tmp_path, small_config):
                  "model.activation=relu", "--out", tmp_path / "run", ranks=2, timeout=60)
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "diverged at step" in proc.stderr
+
+
+def test_generic_openblas_core_is_reported(tmp_path, small_config, monkeypatch):
+    """OpenBLAS 0.3.21 can fall back to the generic Prescott core on new CPUs;
+    mfres names the core and, on an AVX2 CPU, the OPENBLAS_CORETYPE fix."""
+    import conftest
+    monkeypatch.setitem(conftest.ENV, "OPENBLAS_CORETYPE", "Prescott")
+    proc = mfres("train", small_config, "--set", "train.steps=1", "--out", tmp_path / "run",
+                 check=True)
+    assert "OpenBLAS core Prescott" in proc.stdout
+    avx2 = " avx2 " in open("/proc/cpuinfo").read().replace("\n", " ")
+    assert ("Set OPENBLAS_CORETYPE=" in proc.stderr) == avx2
+
+
+def test_readme_documents_every_key():
+    """Every key of `mfres --help` has a row in the README's table, with the
+    same default."""
+    out = mfres("--help", check=True).stdout
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    section = None
+    for line in out.splitlines():
+        m = re.match(r"^  \[(\w+)\]$", line)
+        if m:
+            section = m.group(1)
+            continue
+        m = re.match(r"^    (\w+) = (\S+)", line)
+        if m and section:
+            key, default = m.groups()
+            row = f"| `[{section}] {key}` | {default} |"
+            assert row in readme, row
