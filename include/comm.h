@@ -39,6 +39,15 @@ int comm_all_ok(int ok, MPI_Comm comm);
  * Lets ranks stop together and one of them explain why. Collective. */
 int comm_first_failure(int ok, MPI_Comm comm);
 
+/* Bitwise OR of bits over all ranks. Collective. */
+int comm_or(int bits, MPI_Comm comm);
+
+/* Copy bytes from root to every rank. Collective. */
+void comm_bcast(void *data, long bytes, int root, MPI_Comm comm);
+
+/* Wait for every rank. Collective. */
+void comm_barrier(MPI_Comm comm);
+
 /* Abort every rank of the job with this exit status. Not collective. */
 noreturn void comm_abort(int status);
 

@@ -64,7 +64,12 @@ struct mf_config {
     } train;
     struct {
         char dir[MF_PATH_MAX]; /* run directory */
-        int64_t log_every;     /* metrics row and progress line every k steps */
+        int64_t log_every;        /* metrics row and progress line every k steps */
+        int64_t checkpoint_every; /* 0 = only at the end */
+        int64_t checkpoint_keep;  /* newest checkpoints kept, >= 1 */
+        int64_t snapshot_every;   /* 0 = no snapshots */
+        int64_t snapshot_stride;  /* every k-th particle of each layer */
+        double max_time;          /* seconds; 0 = no limit */
     } output;
 };
 
@@ -77,6 +82,11 @@ void config_defaults(struct mf_config *cfg);
 /* Read an INI file over the current values of cfg. Returns 0, or -1 with a
  * message "FILE:LINE: [section] key: problem" in err. Not collective. */
 int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Read INI text (e.g. a checkpoint's stored configuration); label names it
+ * in messages. Returns 0 or -1 with err. */
+int config_read_string(struct mf_config *cfg, const char *text, const char *label, char *err,
+                       size_t errlen);
 
 /* Apply one "section.key=value" override. Returns 0 or -1 with err. */
 int config_set(struct mf_config *cfg, const char *assignment, char *err, size_t errlen);
@@ -96,6 +106,25 @@ struct mf_data_shape {
  * naming the keys. Not collective; every rank gets the same answer. */
 int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char *err,
                    size_t errlen);
+
+/* 0 when a resolved configuration may continue a checkpoint written with
+ * `stored`: every key equal except train.steps and the [output] keys.
+ * Otherwise -1 with a message naming the first key that differs. */
+int config_compare_for_restart(const struct mf_config *given, const struct mf_config *stored,
+                               char *err, size_t errlen);
+
+/* One key and its current value, for writing them elsewhere (HDF5). */
+struct config_value {
+    const char *section, *name;
+    enum { CONFIG_INT, CONFIG_REAL, CONFIG_TEXT } type;
+    int64_t integer;  /* CONFIG_INT */
+    double real;      /* CONFIG_REAL */
+    const char *text; /* CONFIG_TEXT: choice name or path */
+};
+typedef void (*config_visit)(void *ctx, const struct config_value *value);
+
+/* Call visit for every key, in table order. */
+void config_foreach(const struct mf_config *cfg, config_visit visit, void *ctx);
 
 /* Write the configuration as INI text, every key, one per line. */
 void config_write(const struct mf_config *cfg, FILE *out);

@@ -38,12 +38,39 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
 /* The layer order of step k: identity or a permutation keyed by (seed, k). */
 void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order);
 
-/* Train from the model's current particles for cfg->train.steps updates,
- * writing metrics.tsv into run_dir (rank 0; none when run_dir is NULL) and
- * progress to stdout.
- * final receives the observables of the last state (may be NULL).
- * Returns the exit status: 0 finished, 4 diverged. Collective. */
-int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
-              const char *run_dir, struct mf_observables *final);
+/* The observables rows of a run so far, in step order. */
+struct mf_history {
+    int64_t count;               /* rows */
+    int64_t capacity;            /* allocated rows */
+    struct mf_observables *rows; /* [count] */
+};
+
+void train_history_append(struct mf_history *h, const struct mf_observables *row);
+void train_history_free(struct mf_history *h);
+
+/* One training run. */
+struct mf_run {
+    const struct mf_config *cfg;
+    const struct mf_dataset *ds;
+    struct mf_model *model;
+    const char *dir;           /* run directory; NULL: write no files (tests) */
+    int64_t start;             /* updates already done: 0, or a checkpoint's step */
+    struct mf_history history; /* rows before start (a checkpoint's), then ours */
+    double started;            /* comm_wtime() at program start, for max_time */
+};
+
+/* Train from the model's current particles (after run->start updates) to
+ * cfg->train.steps. With a run directory: writes metrics.tsv (rows of the
+ * history before start first), snapshots and checkpoints (one at the end
+ * always), and stops cleanly on a signal or before max_time. Progress goes
+ * to stdout. final receives the last row (may be NULL). Returns the exit
+ * status: 0 finished, 3 stopped with a checkpoint written, 4 diverged.
+ * Collective. */
+int train_run(struct mf_run *run, struct mf_observables *final);
+
+/* Loss, test loss and accuracy, and shallow gap of the current particles
+ * (step, time, grad_norm and seconds_per_step are left alone). Collective. */
+void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+                    struct mf_observables *o);
 
 #endif

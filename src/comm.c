@@ -74,6 +74,20 @@ int comm_all_ok(int ok, MPI_Comm comm)
     return out;
 }
 
+int comm_or(int bits, MPI_Comm comm)
+{
+    int out;
+    MPI_Allreduce(&bits, &out, 1, MPI_INT, MPI_BOR, comm);
+    return out;
+}
+
+void comm_bcast(void *data, long bytes, int root, MPI_Comm comm)
+{
+    MPI_Bcast(data, (int)bytes, MPI_BYTE, root, comm);
+}
+
+void comm_barrier(MPI_Comm comm) { MPI_Barrier(comm); }
+
 int comm_first_failure(int ok, MPI_Comm comm)
 {
     int size = comm_size(comm);

@@ -36,12 +36,14 @@ struct key {
 };
 
 #define OFF(field) offsetof(struct mf_config, field)
-#define INT(sec, key, def, min, help) {#sec, #key, KEY_INT, OFF(sec.key), def, min, 0, NULL, help}
+#define INT(sec, key, def, min, help)                                                          \
+    {#sec, #key, KEY_INT, OFF(sec.key), def, min, 0, NULL, help}
 #define REAL(sec, key, def, min, open, help)                                                   \
     {#sec, #key, KEY_REAL, OFF(sec.key), def, min, open, NULL, help}
 #define CHOICE(sec, key, def, names, help)                                                     \
     {#sec, #key, KEY_CHOICE, OFF(sec.key), def, 0, 0, names, help}
-#define PATH(sec, key, def, help) {#sec, #key, KEY_PATH, OFF(sec.key), def, 0, 0, NULL, help}
+#define PATH(sec, key, def, help)                                                              \
+    {#sec, #key, KEY_PATH, OFF(sec.key), def, 0, 0, NULL, help}
 
 static const struct key keys[] = {
     INT(model, layers, "4", 1, "number of residual layers L"),
@@ -75,6 +77,11 @@ static const struct key keys[] = {
     INT(train, seed, "3", 0, "seed of minibatches, layer orders and noise"),
     PATH(output, dir, "mfres-run", "run directory (--out overrides)"),
     INT(output, log_every, "100", 1, "metrics row and progress line every k steps"),
+    INT(output, checkpoint_every, "0", 0, "checkpoint every k steps; 0 = only at the end"),
+    INT(output, checkpoint_keep, "2", 1, "newest checkpoints kept"),
+    INT(output, snapshot_every, "0", 0, "snapshot of the measure every k steps; 0 = none"),
+    INT(output, snapshot_stride, "1", 1, "snapshots keep every k-th particle of each layer"),
+    REAL(output, max_time, "0", 0, 0, "seconds; checkpoint and exit 3 before; 0 = no limit"),
 };
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -212,14 +219,12 @@ static int handle_pair(void *user, const char *section, const char *name, const 
     return 0;
 }
 
-int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
+/* Parse an open stream; label names it in messages. */
+static int read_stream(struct mf_config *cfg, FILE *file, const char *path, char *err,
+                       size_t errlen)
 {
-    struct parse_state st = {.cfg = cfg};
-    st.file = fopen(path, "r");
-    if (!st.file)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+    struct parse_state st = {.cfg = cfg, .file = file};
     int bad_line = ini_parse_stream(read_line, &st, handle_pair, &st);
-    fclose(st.file);
     if (bad_line == 0)
         return 0;
     if (bad_line < 0)
@@ -230,6 +235,27 @@ int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t 
         fail(err, errlen, "%s:%d: syntax error (expected [section] or key = value)", path,
              bad_line);
     return -1;
+}
+
+int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *file = fopen(path, "r");
+    if (!file)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+    int status = read_stream(cfg, file, path, err, errlen);
+    fclose(file);
+    return status;
+}
+
+int config_read_string(struct mf_config *cfg, const char *text, const char *label, char *err,
+                       size_t errlen)
+{
+    FILE *file = fmemopen((void *)text, strlen(text), "r");
+    if (!file)
+        return fail(err, errlen, "%s: cannot read", label), -1;
+    int status = read_stream(cfg, file, label, err, errlen);
+    fclose(file);
+    return status;
 }
 
 int config_set(struct mf_config *cfg, const char *assignment, char *err, size_t errlen)
@@ -393,6 +419,61 @@ void config_print_help(FILE *out)
         char def[64];
         snprintf(def, sizeof def, "%s = %s", keys[i].name, *keys[i].def ? keys[i].def : "\"\"");
         fprintf(out, "    %-24s %s\n", def, keys[i].help);
+    }
+}
+
+int config_compare_for_restart(const struct mf_config *given, const struct mf_config *stored,
+                               char *err, size_t errlen)
+{
+    for (int i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        /* A restart may run longer and write its output differently. */
+        if (!strcmp(k->section, "output") ||
+            (!strcmp(k->section, "train") && !strcmp(k->name, "steps")))
+            continue;
+        const char *a = (const char *)given + k->offset, *b = (const char *)stored + k->offset;
+        size_t size = k->type == KEY_INT    ? sizeof(int64_t)
+                      : k->type == KEY_REAL ? sizeof(double)
+                      : k->type == KEY_CHOICE ? sizeof(int)
+                                              : (size_t)MF_PATH_MAX;
+        if (k->type == KEY_PATH ? strcmp(a, b) == 0 : memcmp(a, b, size) == 0)
+            continue;
+        char va[MF_PATH_MAX + 32], vb[MF_PATH_MAX + 32];
+        FILE *fa = fmemopen(va, sizeof va, "w"), *fb = fmemopen(vb, sizeof vb, "w");
+        write_value(given, k, fa);
+        write_value(stored, k, fb);
+        fclose(fa);
+        fclose(fb);
+        return fail(err, errlen,
+                    "%s.%s = %s in the configuration but %s in the checkpoint (only train.steps "
+                    "and [output] keys may change on restart)",
+                    k->section, k->name, va, vb),
+               -1;
+    }
+    return 0;
+}
+
+void config_foreach(const struct mf_config *cfg, config_visit visit, void *ctx)
+{
+    for (int i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        const char *field = (const char *)cfg + k->offset;
+        struct config_value v = {.section = k->section, .name = k->name};
+        switch (k->type) {
+        case KEY_INT:
+            v.type = CONFIG_INT, v.integer = *(const int64_t *)field;
+            break;
+        case KEY_REAL:
+            v.type = CONFIG_REAL, v.real = *(const double *)field;
+            break;
+        case KEY_CHOICE:
+            v.type = CONFIG_TEXT, v.text = k->choices[*(const int *)field];
+            break;
+        case KEY_PATH:
+            v.type = CONFIG_TEXT, v.text = field;
+            break;
+        }
+        visit(ctx, &v);
     }
 }
 

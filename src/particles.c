@@ -65,3 +65,4 @@ void particles_init(struct mf_particles *p, double u_std, double w_std, double b
             }
         }
 }
+

@@ -7,6 +7,11 @@
  * evaluated first, at the state after k updates; the final row k = steps
  * runs one more backward pass without update for its velocity.
  *
+ * State k is saved (snapshot, checkpoint, or on a stop request) between the
+ * forward and the backward pass of step k: only then is its loss known to be
+ * finite while the particles are still those after k updates. A checkpoint
+ * of step k holds the rows of steps before k; a restart recomputes the rest.
+ *
  * Memory beyond the particles: (L+5) B x D for the batch pass and a few
  * n x D arrays for the observables; never anything of size B x M.
  */
@@ -16,12 +21,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
 #include "log.h"
 #include "model.h"
 #include "rng.h"
+#include "stop.h"
 #include "timer.h"
 
 void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t step,
@@ -105,15 +112,12 @@ static void workspace_free(struct workspace *w)
         free(all[i]);
 }
 
-/* Forward and backward pass of step k on its batch; returns the batch loss
- * and the summed squared velocity over all particles in *vv. */
-static double batch_pass(const struct mf_config *cfg, const struct mf_dataset *ds,
-                         struct mf_model *m, struct workspace *w, int64_t k, int apply,
-                         double *vv)
+/* Forward pass of step k on its batch; returns the batch loss. */
+static double batch_forward(const struct mf_config *cfg, const struct mf_dataset *ds,
+                            struct mf_model *m, struct workspace *w, int64_t k)
 {
     const struct mf_samples *tr = &ds->train;
     const int64_t D = cfg->model.dim, B = w->B, nd = B * D;
-    const int shallow = cfg->model.architecture == MF_ARCH_SHALLOW;
 
     timer_start(TIMER_FORWARD);
     train_batch_indices(cfg, tr->n, k, w->idx, w->perm);
@@ -124,7 +128,7 @@ static double batch_pass(const struct mf_config *cfg, const struct mf_dataset *d
         memcpy(w->y + j * tr->y_dim, tr->y + s * tr->y_dim, (size_t)tr->y_dim * sizeof(double));
     }
     double *out;
-    if (shallow) {
+    if (cfg->model.architecture == MF_ARCH_SHALLOW) {
         out = w->X + nd;
         model_forward_shallow(m, B, w->X, out);
     } else {
@@ -133,7 +137,14 @@ static double batch_pass(const struct mf_config *cfg, const struct mf_dataset *d
     }
     double loss = model_loss(m, B, out, w->y, w->pL, NULL);
     timer_stop(TIMER_FORWARD);
+    return loss;
+}
 
+/* Backward pass of step k after batch_forward, updating the particles when
+ * apply is set; returns the squared velocity summed over all particles. */
+static double batch_backward(const struct mf_config *cfg, struct mf_model *m,
+                             struct workspace *w, int64_t k, int apply)
+{
     timer_start(TIMER_BACKWARD);
     struct mf_update upd = {
         .apply = apply,
@@ -143,10 +154,10 @@ static double batch_pass(const struct mf_config *cfg, const struct mf_dataset *d
         .seed = (uint64_t)cfg->train.seed,
         .step = k,
     };
-    *vv = model_backward(m, B, w->X, w->pL, w->order, &upd, w->P, w->dP);
-    comm_sum(vv, 1, m->comm);
+    double vv = model_backward(m, w->B, w->X, w->pL, w->order, &upd, w->P, w->dP);
+    comm_sum(&vv, 1, m->comm);
     timer_stop(TIMER_BACKWARD);
-    return loss;
+    return vv;
 }
 
 /* Loss (and correct predictions) of the architecture's output on a set;
@@ -196,6 +207,33 @@ static void observe(const struct mf_config *cfg, const struct mf_dataset *ds, st
     timer_stop(TIMER_EVAL);
 }
 
+void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+                    struct mf_observables *o)
+{
+    struct workspace w;
+    workspace_alloc(&w, cfg, ds);
+    observe(cfg, ds, m, &w, o);
+    workspace_free(&w);
+}
+
+void train_history_append(struct mf_history *h, const struct mf_observables *row)
+{
+    if (h->count == h->capacity) {
+        h->capacity = h->capacity ? 2 * h->capacity : 64;
+        struct mf_observables *rows = realloc(h->rows, (size_t)h->capacity * sizeof *rows);
+        if (!rows)
+            log_fatal("out of memory for %lld observables rows", (long long)h->capacity);
+        h->rows = rows;
+    }
+    h->rows[h->count++] = *row;
+}
+
+void train_history_free(struct mf_history *h)
+{
+    free(h->rows);
+    memset(h, 0, sizeof *h);
+}
+
 static const char *const metrics_header =
     "step\ttime\tloss\ttest_loss\ttest_accuracy\tgrad_norm\tshallow_gap\tseconds_per_step\n";
 
@@ -215,31 +253,77 @@ static void progress(const struct mf_observables *o, int64_t steps, double elaps
              o->seconds_per_step, eta);
 }
 
-int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
-              const char *run_dir, struct mf_observables *final)
+/* Write a checkpoint or snapshot of the state after `step` updates and
+ * drop checkpoints beyond checkpoint_keep. Returns the seconds taken. */
+static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
 {
+    const struct mf_config *cfg = run->cfg;
+    char path[MF_PATH_MAX + 64];
+    timer_start(TIMER_OUTPUT);
+    checkpoint_path(run->dir, kind, step, path, sizeof path);
+    double seconds = checkpoint_write(path, kind, cfg, run->ds, run->model, &run->history, step);
+    if (kind == CHECKPOINT_FULL && comm_rank(run->model->comm) == 0) {
+        int64_t bytes = cfg->model.layers * cfg->model.width * (2 * cfg->model.dim + 1) * 8;
+        log_info("checkpoint %s: %.3g GB in %.2f s (%.3g GB/s)", path, bytes / 1e9, seconds,
+                 bytes / 1e9 / seconds);
+        checkpoint_prune(run->dir, cfg->output.checkpoint_keep);
+    }
+    timer_stop(TIMER_OUTPUT);
+    return seconds;
+}
+
+/* Open metrics.tsv and write its header and the rows before start. */
+static FILE *open_metrics(const struct mf_run *run)
+{
+    char path[MF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/metrics.tsv", run->dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        log_fatal("cannot write %s", path);
+    fputs(metrics_header, f);
+    for (int64_t i = 0; i < run->history.count; i++)
+        write_row(f, &run->history.rows[i]);
+    return f;
+}
+
+/* Report divergence at a step; returns exit status 4. */
+static int diverged(int root, int64_t step)
+{
+    if (root)
+        fprintf(stderr, "mfres: diverged at step %lld: the loss or the gradient is NaN or Inf "
+                        "(try a smaller train.lr); the last checkpoint is kept\n",
+                (long long)step);
+    return 4;
+}
+
+int train_run(struct mf_run *run, struct mf_observables *final)
+{
+    const struct mf_config *cfg = run->cfg;
+    const struct mf_dataset *ds = run->ds;
+    struct mf_model *m = run->model;
     const int64_t steps = cfg->train.steps;
+    const int64_t ckpt_every = cfg->output.checkpoint_every;
+    const int64_t snap_every = cfg->output.snapshot_every;
     const double n_particles = (double)cfg->model.layers * (double)cfg->model.width;
     const int root = comm_rank(m->comm) == 0;
     struct workspace w;
     FILE *metrics = NULL;
     int status = 0;
 
+    /* Rows at or after the restart step are recomputed below. */
+    while (run->history.count > 0 && run->history.rows[run->history.count - 1].step >= run->start)
+        run->history.count--;
     workspace_alloc(&w, cfg, ds);
-    if (root && run_dir) {
-        char path[MF_PATH_MAX + 32];
-        snprintf(path, sizeof path, "%s/metrics.tsv", run_dir);
-        metrics = fopen(path, "w");
-        if (!metrics)
-            log_fatal("cannot write %s", path);
-        fputs(metrics_header, metrics);
-    }
+    if (root && run->dir)
+        metrics = open_metrics(run);
+    if (run->dir && snap_every && run->start == 0)
+        save(run, CHECKPOINT_SNAPSHOT, 0);
 
     timer_start(TIMER_TOTAL);
-    double t_start = comm_wtime(), step_seconds = 0;
+    double t_start = comm_wtime(), step_seconds = 0, slowest_step = 0, save_seconds = 0;
     int64_t steps_since_row = 0;
     struct mf_observables o = {0};
-    for (int64_t k = 0; k <= steps; k++) {
+    for (int64_t k = run->start; k <= steps; k++) {
         const int last = k == steps;
         const int log_now = last || k % cfg->output.log_every == 0;
         if (log_now) {
@@ -247,16 +331,49 @@ int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct m
             o.time = (double)k * cfg->train.lr;
             observe(cfg, ds, m, &w, &o);
         }
-        double t0 = comm_wtime(), vv;
-        double batch_loss = batch_pass(cfg, ds, m, &w, k, !last, &vv);
+        double t0 = comm_wtime();
+        double batch_loss = batch_forward(cfg, ds, m, &w, k);
+        int finite = isfinite(batch_loss) && (!log_now || isfinite(o.loss));
+        if (!comm_all_ok(finite, m->comm)) {
+            status = diverged(root, k);
+            break;
+        }
+
+        /* State k has a finite loss: the one place where it may be saved,
+         * before the backward pass updates it. */
+        if (run->dir && k > run->start && !last) {
+            double elapsed = comm_wtime() - run->started;
+            int out_of_time = cfg->output.max_time > 0 &&
+                              elapsed + 2 * slowest_step + save_seconds >= cfg->output.max_time;
+            enum { SIGNALLED = 1, OUT_OF_TIME = 2 };
+            int stop = comm_or((stop_requested() ? SIGNALLED : 0) | (out_of_time ? OUT_OF_TIME : 0),
+                               m->comm);
+            if (snap_every && k % snap_every == 0)
+                save(run, CHECKPOINT_SNAPSHOT, k);
+            if (stop || (ckpt_every && k % ckpt_every == 0))
+                save_seconds = save(run, CHECKPOINT_FULL, k);
+            if (stop) {
+                if (root)
+                    fprintf(stderr, "mfres: stopped at step %lld (%s); checkpoint written, "
+                                    "continue with --restart auto\n",
+                            (long long)k, stop & SIGNALLED ? "signal" : "max_time reached");
+                status = 3;
+                break;
+            }
+        }
+
+        double vv = batch_backward(cfg, m, &w, k, !last);
         if (!last) {
-            step_seconds += comm_wtime() - t0;
+            double dt = comm_wtime() - t0;
+            step_seconds += dt;
+            slowest_step = dt > slowest_step ? dt : slowest_step;
             steps_since_row++;
         }
         if (log_now) {
             timer_start(TIMER_OUTPUT);
             o.grad_norm = sqrt(vv / n_particles);
             o.seconds_per_step = steps_since_row ? step_seconds / (double)steps_since_row : 0.0;
+            train_history_append(&run->history, &o);
             if (metrics)
                 write_row(metrics, &o);
             if (root)
@@ -265,17 +382,17 @@ int train_run(const struct mf_config *cfg, const struct mf_dataset *ds, struct m
             steps_since_row = 0;
             timer_stop(TIMER_OUTPUT);
         }
-        int finite = isfinite(batch_loss) && isfinite(vv) && (!log_now || isfinite(o.loss));
-        if (!comm_all_ok(finite, m->comm)) {
-            if (root)
-                fprintf(stderr, "mfres: diverged at step %lld: the loss or the gradient is "
-                                "NaN or Inf (try a smaller train.lr)\n",
-                        (long long)k);
-            status = 4;
+        if (!comm_all_ok(isfinite(vv), m->comm)) {
+            status = diverged(root, k);
             break;
         }
     }
     timer_stop(TIMER_TOTAL);
+    if (status == 0 && run->dir) {
+        if (snap_every)
+            save(run, CHECKPOINT_SNAPSHOT, steps);
+        save(run, CHECKPOINT_FULL, steps);
+    }
     if (metrics)
         fclose(metrics);
     if (final)

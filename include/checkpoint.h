@@ -1,0 +1,89 @@
+/*
+ * checkpoint: the evolving measure in shared HDF5 files (H5MD 1.1 layout),
+ * written and read collectively by all ranks with MPI-IO.
+ *
+ * A checkpoint is a complete state: particles, step, configuration, the
+ * training and test data and the observables so far; a run restarted from
+ * one, on any number of ranks, continues as if it had never stopped. A
+ * snapshot holds the measure only (optionally every k-th particle of each
+ * layer) and the observables, for analysis. Each rank's particles are one
+ * regular hyperslab of the layer-major global arrays, so any rank count can
+ * write or read its share in one call. Files are written under PATH.tmp,
+ * marked complete = 1 last, synced and renamed into place: a crash at any
+ * moment leaves every file under a final name whole.
+ *
+ * Layout:
+ *   /h5md                   version = [1, 1]; author/name; creator/name, version
+ *   /parameters             one attribute per configuration key; config (INI text)
+ *   /parameters/data        x_train, y_train, x_test, y_test      (checkpoints)
+ *   /particles/blocks/box   dimension = 2D+1, boundary = "none" x (2D+1)
+ *   /particles/blocks/layer int32 [N];  id: int64 [N] (global id l M + m)
+ *   /particles/blocks/u|w   step [1], time [1], value [1][N][D]
+ *   /particles/blocks/b     step [1], time [1], value [1][N]
+ *   /observables/NAME       step [T], time [T], value [T]
+ *   /checkpoint             kind, step, time, stride, ranks, version, rng, complete
+ */
+#ifndef MFRES_CHECKPOINT_H
+#define MFRES_CHECKPOINT_H
+
+#include <mpi.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct mf_dataset;
+struct mf_history;
+struct mf_model;
+
+enum checkpoint_kind { CHECKPOINT_FULL, CHECKPOINT_SNAPSHOT };
+
+/* What a file says about itself. */
+struct checkpoint_header {
+    int kind;               /* enum checkpoint_kind */
+    int64_t step;           /* updates done */
+    double time;            /* mean-field time */
+    int64_t stride;         /* every stride-th particle of each layer */
+    int ranks;              /* ranks that wrote it */
+    char version[128];      /* mfres version that wrote it */
+    int64_t rows;           /* observables rows stored */
+    struct mf_config cfg;   /* resolved configuration stored in the file */
+};
+
+/* Write a checkpoint (stride 1, with data) or a snapshot (with
+ * cfg->output.snapshot_stride, without data) of the state after `step`
+ * updates. A failure to write aborts the job (the previous files stay
+ * whole). Returns the seconds taken. Collective. */
+double checkpoint_write(const char *path, enum checkpoint_kind kind, const struct mf_config *cfg,
+                        const struct mf_dataset *ds, const struct mf_model *m,
+                        const struct mf_history *history, int64_t step);
+
+/* Check that path is a complete mfres file and read its header. Returns 0,
+ * or -1 with "checkpoint 'PATH': problem" in err, the same on every rank.
+ * Collective. */
+int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
+                    MPI_Comm comm);
+
+/* Read the data sets, this rank's particles (for the partition m was created
+ * with) and the observables of a file checkpoint_open accepted; ds and
+ * history may be NULL. Returns the seconds taken (slowest rank). Collective. */
+double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model *m,
+                     struct mf_history *history);
+
+/* The observables stored in a file checkpoint_open accepted. Not collective. */
+void checkpoint_read_history(const char *path, struct mf_history *history);
+
+/* The newest complete checkpoint in run_dir/checkpoints into path ("" when
+ * there is none; damaged or incomplete ones are skipped with a warning).
+ * Returns the number of checkpoint files seen, usable or not. Collective. */
+int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm);
+
+/* Remove all but the newest `keep` checkpoints of a run directory.
+ * Not collective (rank 0 calls it). */
+void checkpoint_prune(const char *run_dir, int64_t keep);
+
+/* File names inside a run directory. */
+void checkpoint_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
+                     size_t len);
+
+#endif
