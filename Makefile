@@ -129,8 +129,9 @@ sanitize-check: $(UNIT_TESTS)
 # ---- the main job on the built-in default ----
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
+	$(Q)rm -rf $(BUILD)/run-default
 	$(MPIEXEC) -n $(RUN_RANKS) $(BUILD)/mfres train jobs/configs/default.ini --out $(BUILD)/run-default
-	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv)"
+	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv, checkpoints/)"
 
 install: $(BUILD)/mfres
 	install -d $(DESTDIR)$(PREFIX)/bin

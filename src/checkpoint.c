@@ -280,10 +280,13 @@ static void write_observables(struct writer *w, const struct mf_history *h)
     H5Gclose(g);
 }
 
-/* The particles, every stride-th of each layer, packed into new arrays. */
+/* The particles to write: every stride-th of each layer. With stride 1 the
+ * particle arrays are used as they are (their [L][count][D] layout is the
+ * rank's hyperslab); otherwise the chosen ones are copied. */
 struct packed {
     struct share vec, scalar; /* u/w rows and b/layer/id rows */
-    double *u, *w, *b;
+    const double *u, *w, *b;
+    double *copy; /* u, w and b when copied, else NULL */
     int32_t *layer;
     int64_t *id;
 };
@@ -300,17 +303,22 @@ static void pack(const struct mf_particles *p, int64_t stride, struct packed *k)
     k->scalar = k->vec;
     k->scalar.width = 0;
     size_t n = (size_t)(p->layers * cnt);
-    k->u = xmalloc((n * D + 1) * sizeof(double));
-    k->w = xmalloc((n * D + 1) * sizeof(double));
-    k->b = xmalloc((n + 1) * sizeof(double));
     k->layer = xmalloc((n + 1) * sizeof(int32_t));
     k->id = xmalloc((n + 1) * sizeof(int64_t));
+    k->copy = NULL;
+    k->u = p->u, k->w = p->w, k->b = p->b;
+    if (stride > 1) {
+        k->copy = xmalloc((n * (2 * D + 1) + 1) * sizeof(double));
+        k->u = k->copy, k->w = k->copy + n * D, k->b = k->copy + 2 * n * D;
+    }
     for (int64_t l = 0; l < p->layers; l++)
         for (int64_t j = j0; j < j1; j++) {
             int64_t src = l * p->count + (j * stride - p->first), dst = l * cnt + (j - j0);
-            memcpy(k->u + dst * D, p->u + src * D, (size_t)D * sizeof(double));
-            memcpy(k->w + dst * D, p->w + src * D, (size_t)D * sizeof(double));
-            k->b[dst] = p->b[src];
+            if (k->copy) {
+                memcpy(k->copy + dst * D, p->u + src * D, (size_t)D * sizeof(double));
+                memcpy(k->copy + (n + dst) * D, p->w + src * D, (size_t)D * sizeof(double));
+                k->copy[2 * n * D + dst] = p->b[src];
+            }
             k->layer[dst] = (int32_t)l;
             k->id[dst] = l * p->width + j * stride;
         }
@@ -318,7 +326,7 @@ static void pack(const struct mf_particles *p, int64_t stride, struct packed *k)
 
 static void packed_free(struct packed *k)
 {
-    free(k->u), free(k->w), free(k->b), free(k->layer), free(k->id);
+    free(k->copy), free(k->layer), free(k->id);
 }
 
 static void write_particles(struct writer *w, const struct mf_particles *p, int64_t stride,

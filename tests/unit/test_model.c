@@ -291,8 +291,13 @@ static void check_rank_invariance(int arch, int64_t M)
     struct mf_observables o_all, o_alone;
     model_create(&all, &cfg, ds.d_out, MPI_COMM_WORLD);
     model_create(&alone, &cfg, ds.d_out, MPI_COMM_SELF);
-    assert_int_equal(train_run(&cfg, &ds, &all, NULL, &o_all), 0);
-    assert_int_equal(train_run(&cfg, &ds, &alone, NULL, &o_alone), 0);
+    struct mf_run run_all = {.cfg = &cfg, .ds = &ds, .model = &all};
+    struct mf_run run_alone = {.cfg = &cfg, .ds = &ds, .model = &alone};
+    assert_int_equal(train_run(&run_all, &o_all), 0);
+    assert_int_equal(train_run(&run_alone, &o_alone), 0);
+    assert_int_equal(run_all.history.count, 2); /* rows of steps 0 and 25 */
+    train_history_free(&run_all.history);
+    train_history_free(&run_alone.history);
 
     const double *obs_all[] = {&o_all.loss, &o_all.test_loss, &o_all.grad_norm,
                                &o_all.shallow_gap};

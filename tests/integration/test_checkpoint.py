@@ -1,0 +1,425 @@
+"""Checkpoints, snapshots and restart: exact continuation on the same and on
+other rank counts, runs killed at any moment (also half-way through a
+checkpoint write), signals and max_time, the H5MD layout as h5py sees it, and
+bad files."""
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ENV, MFRES, MPIRUN, mfres, read_metrics, write_config
+
+COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
+
+
+def particles(path):
+    with h5py.File(path, "r") as f:
+        return [f[f"particles/blocks/{k}/value"][()] for k in "uwb"]
+
+
+def ckpt(run, step):
+    return os.path.join(run, "checkpoints", f"ckpt-{step:08d}.h5")
+
+
+def assert_same_metrics(a, b, rtol=0.0):
+    ma, mb = read_metrics(a), read_metrics(b)
+    for col in COMPARED:
+        np.testing.assert_allclose(mb[col], ma[col], rtol=rtol, atol=0, err_msg=col)
+
+
+def tree_digest(path):
+    """Hash of every file below path, to prove nothing was touched."""
+    digest = {}
+    for root, _, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            digest[full] = hashlib.sha256(open(full, "rb").read()).hexdigest()
+    return digest
+
+
+@pytest.fixture
+def reference(tmp_path, small_config):
+    """An uninterrupted 40-step run on 2 ranks with checkpoints every 20."""
+    run = tmp_path / "ref"
+    mfres("train", small_config, "--set", "output.checkpoint_every=20", "--out", run,
+          ranks=2, check=True)
+    return run
+
+
+def test_exact_continuation_same_ranks(tmp_path, small_config, reference):
+    part = tmp_path / "part"
+    mfres("train", small_config, "--set", "train.steps=20", "--out", part, ranks=2, check=True)
+    proc = mfres("train", small_config, "--out", part, "--restart", "auto", ranks=2, check=True)
+    assert "restarting from" in proc.stdout and "ckpt-00000020.h5" in proc.stdout
+    for a, b in zip(particles(ckpt(reference, 40)), particles(ckpt(part, 40))):
+        assert np.array_equal(a, b)  # bitwise
+    assert_same_metrics(reference, part)
+    assert list(read_metrics(part)["step"]) == [0, 10, 20, 30, 40]  # no duplicates, no gaps
+
+
+@pytest.mark.parametrize("ranks", [1, 3])
+def test_exact_continuation_other_ranks(tmp_path, small_config, reference, ranks):
+    run = tmp_path / "other"
+    mfres("train", small_config, "--out", run, "--restart", ckpt(reference, 20), ranks=ranks,
+          check=True)
+    for a, b in zip(particles(ckpt(reference, 40)), particles(ckpt(run, 40))):
+        np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15)
+    assert_same_metrics(reference, run, rtol=1e-12)
+
+
+def test_complete_run_restarts_as_complete(tmp_path, small_config, reference):
+    before = tree_digest(reference / "checkpoints")
+    proc = mfres("train", small_config, "--out", reference, "--restart", "auto", ranks=2,
+                 check=True)
+    assert "already complete at step 40" in proc.stdout
+    assert tree_digest(reference / "checkpoints") == before
+
+
+def test_restart_auto_without_checkpoint_starts_fresh(tmp_path, small_config, reference):
+    run = tmp_path / "fresh"
+    proc = mfres("train", small_config, "--out", run, "--restart", "auto", ranks=2, check=True)
+    assert "restarting" not in proc.stdout
+    assert_same_metrics(reference, run)
+
+
+# ---- killed runs ----
+
+KILL_CONFIG = """
+[model]
+layers = 4
+width = 20000
+dim = 8
+[data]
+samples = 64
+test_samples = 16
+input_dim = 8
+[train]
+steps = 60
+lr = 0.2
+batch = 16
+order = shuffle
+temperature = 1e-6
+[output]
+log_every = 5
+checkpoint_every = 5
+checkpoint_keep = 3
+"""
+
+
+def launch(cfg, run, env=ENV):
+    cmd = MPIRUN + ["-n", "2", MFRES, "train", cfg, "--out", str(run), "--restart", "auto"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                            start_new_session=True)
+
+
+def kill_session(sid):
+    """SIGKILL every process of a session: mpirun and its ranks (Open MPI puts
+    each rank in its own process group), as a node failure would."""
+    out = subprocess.run(["ps", "-eo", "pid=,sid="], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        pid, session = (int(v) for v in line.split())
+        if session == sid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def assert_all_checkpoints_whole(run):
+    for name in os.listdir(run / "checkpoints"):
+        if name.endswith(".h5"):
+            mfres("info", run / "checkpoints" / name, check=True)
+
+
+def test_kill_at_any_moment_then_restart(tmp_path):
+    cfg = write_config(tmp_path / "k.ini", KILL_CONFIG)
+    ref = tmp_path / "ref"
+    mfres("train", cfg, "--out", ref, ranks=2, check=True, timeout=300)
+    run = tmp_path / "run"
+    # A node failure half-way through writing checkpoint 30.
+    env = dict(ENV, MFRES_TEST_KILL_IN_WRITE="ckpt-00000030.h5")
+    proc = launch(cfg, run, env)
+    assert proc.wait(timeout=300) != 0
+    assert os.path.exists(ckpt(run, 30) + ".tmp") and not os.path.exists(ckpt(run, 30))
+    assert_all_checkpoints_whole(run)
+    # SIGKILL to the whole job at several moments, wherever it is.
+    for delay in (0.9, 1.3, 1.7, 2.2):
+        proc = launch(cfg, run)
+        time.sleep(delay)
+        kill_session(proc.pid)
+        proc.wait(timeout=60)
+        while subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).stdout:
+            time.sleep(0.05)
+        assert_all_checkpoints_whole(run)
+    mfres("train", cfg, "--out", run, "--restart", "auto", ranks=2, check=True, timeout=300)
+    for a, b in zip(particles(ckpt(ref, 60)), particles(ckpt(run, 60))):
+        assert np.array_equal(a, b)
+    assert_same_metrics(ref, run)
+    kept = sorted(n for n in os.listdir(run / "checkpoints") if n.endswith(".h5"))
+    assert kept == ["ckpt-00000050.h5", "ckpt-00000055.h5", "ckpt-00000060.h5"]
+
+
+# ---- signals and time limits ----
+
+LONG = ["--set", "train.steps=600", "--set", "output.log_every=50"]
+
+
+def rank_pids(run):
+    out = subprocess.run(["pgrep", "-f", f"^{MFRES} train .* --out {run}"], capture_output=True,
+                         text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def wait_for_rows(run, rows, timeout=60):
+    path = os.path.join(run, "metrics.tsv")
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and len(open(path).readlines()) > rows:
+            return
+        time.sleep(0.05)
+    raise AssertionError("the run did not make progress")
+
+
+@pytest.mark.parametrize("how", ["SIGTERM to one rank", "SIGUSR1 to mpirun"])
+def test_signal_checkpoints_and_exits_3(tmp_path, small_config, how):
+    ref = tmp_path / "ref"
+    mfres("train", small_config, *LONG, "--out", ref, ranks=2, check=True)
+    run = tmp_path / "run"
+    cmd = MPIRUN + ["-n", "2", MFRES, "train", small_config, *LONG, "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    wait_for_rows(run, 2)
+    if how.startswith("SIGTERM"):
+        os.kill(rank_pids(run)[-1], signal.SIGTERM)
+    else:
+        proc.send_signal(signal.SIGUSR1)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "stopped at step" in err and "(signal)" in err
+    names = os.listdir(run / "checkpoints")
+    assert len(names) == 1 and names[0].endswith(".h5")
+    mfres("train", small_config, *LONG, "--out", run, "--restart", "auto", ranks=2, check=True)
+    for a, b in zip(particles(ckpt(ref, 600)), particles(ckpt(run, 600))):
+        assert np.array_equal(a, b)
+    assert_same_metrics(ref, run)
+
+
+def test_second_sigint_stops_at_once(tmp_path, small_config):
+    """The first SIGINT asks for a checkpoint after the current step; a second
+    one, while that step (about a second here) still runs, ends the run at
+    once, and no file under a final name is damaged."""
+    run = tmp_path / "run"
+    cmd = [MFRES, "train", small_config, "--set", "model.width=1000000", "--set",
+           "train.steps=100", "--set", "output.log_every=1", "--out", str(run)]
+    proc = subprocess.Popen(MPIRUN + ["-n", "1"] + cmd, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    wait_for_rows(run, 1)
+    pid = rank_pids(run)[0]
+    os.kill(pid, signal.SIGINT)
+    time.sleep(0.2)  # two signals sent at once coalesce into one
+    os.kill(pid, signal.SIGINT)
+    assert proc.wait(timeout=30) not in (0, 3)
+    assert not os.path.isdir(run / "checkpoints") or not [
+        n for n in os.listdir(run / "checkpoints") if n.endswith(".h5")]
+
+
+def test_max_time(tmp_path, small_config):
+    run = tmp_path / "run"
+    start = time.time()
+    proc = mfres("train", small_config, "--set", "train.steps=1000000", "--set",
+                 "output.max_time=2", "--out", run, ranks=2)
+    assert proc.returncode == 3 and "max_time reached" in proc.stderr
+    assert time.time() - start < 10
+    assert len(os.listdir(run / "checkpoints")) == 1
+
+
+def test_divergence_keeps_last_good_checkpoint(tmp_path, small_config):
+    run = tmp_path / "run"
+    proc = mfres("train", small_config, "--set", "model.activation=relu", "--set",
+                 "model.alpha=4", "--set", "train.lr=1", "--set", "train.batch=0", "--set",
+                 "output.checkpoint_every=1", "--set", "output.checkpoint_keep=5", "--out", run,
+                 ranks=2)
+    assert proc.returncode == 4 and "diverged at step" in proc.stderr
+    step = int(proc.stderr.split("diverged at step ")[1].split(":")[0])
+    names = sorted(os.listdir(run / "checkpoints"))
+    assert len(names) >= 2 and names[-1] <= f"ckpt-{step:08d}.h5"  # none after divergence
+    for name in names:
+        for v in particles(run / "checkpoints" / name):
+            assert np.all(np.isfinite(v))
+        with h5py.File(run / "checkpoints" / name, "r") as f:
+            assert np.all(np.isfinite(f["observables/loss/value"][()]))
+
+
+# ---- layout ----
+
+def test_layout_with_h5py(tmp_path, small_config):
+    run = tmp_path / "run"
+    mfres("train", small_config, "--set", "output.snapshot_every=20", "--set",
+          "output.snapshot_stride=7", "--out", run, ranks=3, check=True)
+    L, M, D = 3, 300, 4
+    with h5py.File(ckpt(run, 40), "r") as f:
+        assert list(f["h5md"].attrs["version"]) == [1, 1]
+        assert f["h5md/creator"].attrs["name"] == b"mfres"
+        assert f["h5md/author"].attrs["name"]
+        assert f["particles/blocks/box"].attrs["dimension"] == 2 * D + 1
+        assert list(f["particles/blocks/box"].attrs["boundary"]) == [b"none"] * (2 * D + 1)
+        assert f["particles/blocks/u/value"].shape == (1, L * M, D)
+        assert f["particles/blocks/w/value"].shape == (1, L * M, D)
+        assert f["particles/blocks/b/value"].shape == (1, L * M)
+        assert list(f["particles/blocks/u/step"][()]) == [40]
+        assert list(f["particles/blocks/u/time"][()]) == [40 * 0.2]
+        np.testing.assert_array_equal(f["particles/blocks/layer"][()], np.repeat(np.arange(L), M))
+        np.testing.assert_array_equal(f["particles/blocks/id"][()], np.arange(L * M))
+        c = f["checkpoint"].attrs
+        assert c["complete"] == 1 and c["step"] == 40 and c["ranks"] == 3
+        assert c["kind"] == b"checkpoint" and c["stride"] == 1
+        p = f["parameters"].attrs
+        assert p["model.width"] == M and p["model.activation"] == b"tanh"
+        assert p["train.lr"] == 0.2 and p["output.dir"] == str(run).encode()
+        text = f["parameters/config"][()].decode()
+        assert text == "".join(open(run / "config.ini").readlines()[1:])
+        assert f["parameters/data/x_train"].shape == (64, 4)
+        assert f["parameters/data/y_train"].shape == (64, 1)
+        assert f["parameters/data/x_test"].shape == (32, 4)
+        m = read_metrics(run)
+        for name in ("loss", "test_loss", "grad_norm", "shallow_gap"):
+            np.testing.assert_array_equal(f[f"observables/{name}/value"][()], m[name])
+            np.testing.assert_array_equal(f[f"observables/{name}/step"][()], m["step"])
+            np.testing.assert_array_equal(f[f"observables/{name}/time"][()], m["time"])
+        full = [f[f"particles/blocks/{k}/value"][()] for k in "uwb"]
+    with h5py.File(run / "snapshots" / "snap-00000040.h5", "r") as s:
+        assert s["checkpoint"].attrs["kind"] == b"snapshot"
+        assert "data" not in s["parameters"]
+        per_layer = (M + 6) // 7
+        ids = s["particles/blocks/id"][()]
+        np.testing.assert_array_equal(
+            ids, [l * M + 7 * j for l in range(L) for j in range(per_layer)])
+        np.testing.assert_array_equal(s["particles/blocks/layer"][()], ids // M)
+        for k, whole in zip("uwb", full):
+            np.testing.assert_array_equal(s[f"particles/blocks/{k}/value"][0], whole[0][ids])
+    snaps = sorted(os.listdir(run / "snapshots"))
+    assert snaps == ["snap-00000000.h5", "snap-00000020.h5", "snap-00000040.h5"]
+    dump = subprocess.run(["h5dump", "-H", ckpt(run, 40)], capture_output=True, text=True)
+    assert dump.returncode == 0 and 'DATASET "value"' in dump.stdout
+
+
+def test_info_and_eval(tmp_path, small_config, reference):
+    out = mfres("info", ckpt(reference, 40), ranks=2, check=True).stdout
+    assert "step       40 of 40" in out and "written by mfres" in out and "on 2 ranks" in out
+    assert "L = 3, M = 300, D = 4" in out and "(5 rows)" in out
+    final = read_metrics(reference)["loss"][-1]
+    for ranks in (1, 2, 3):
+        out = mfres("eval", ckpt(reference, 40), ranks=ranks, check=True).stdout
+        values = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+        assert int(values["step"]) == 40 and int(values["ranks"]) == ranks
+        np.testing.assert_allclose(float(values["loss"]), final, rtol=1e-12)
+
+
+# ---- bad files ----
+
+def bad_restart(tmp_path, small_config, reference, path, message, *extra):
+    before = tree_digest(reference)
+    proc = mfres("train", small_config, "--out", reference, "--restart", path, *extra,
+                 ranks=2, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr, proc.stderr
+    assert proc.stderr.count("mfres: error:") == 1
+    assert tree_digest(reference) == before
+    info = mfres("info", path, ranks=1, timeout=60)
+    if "configuration" not in message:
+        assert info.returncode == 2 and message in info.stderr
+
+
+def edited_copy(tmp_path, reference, edit):
+    path = str(tmp_path / "edited.h5")
+    shutil.copy(ckpt(reference, 20), path)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    return path
+
+
+def test_truncated_file(tmp_path, small_config, reference):
+    path = str(tmp_path / "trunc.h5")
+    data = open(ckpt(reference, 20), "rb").read()
+    open(path, "wb").write(data[: len(data) // 2])
+    bad_restart(tmp_path, small_config, reference, path,
+                f"checkpoint '{path}': cannot open as HDF5 (truncated or damaged?)")
+
+
+def test_not_hdf5(tmp_path, small_config, reference):
+    path = str(tmp_path / "text.h5")
+    open(path, "w").write("step,loss\n")
+    bad_restart(tmp_path, small_config, reference, path, f"checkpoint '{path}': not an HDF5 file")
+
+
+def test_missing_file(tmp_path, small_config, reference):
+    path = str(tmp_path / "none.h5")
+    bad_restart(tmp_path, small_config, reference, path,
+                f"checkpoint '{path}': cannot open: No such file or directory")
+
+
+def test_another_codes_file(tmp_path, small_config, reference):
+    path = str(tmp_path / "other.h5")
+    with h5py.File(path, "w") as f:
+        f.create_group("h5md/creator").attrs["name"] = np.bytes_("lammps")
+    bad_restart(tmp_path, small_config, reference, path, "not an mfres file (written by 'lammps')")
+    with h5py.File(path, "w") as f:
+        f["x"] = np.zeros(3)
+    bad_restart(tmp_path, small_config, reference, path, "not an mfres file (no /h5md/creator)")
+
+
+def test_wrong_shape(tmp_path, small_config, reference):
+    def edit(f):
+        del f["particles/blocks/u/value"]
+        f["particles/blocks/u/value"] = np.zeros((1, 10, 4))
+    path = edited_copy(tmp_path, reference, edit)
+    bad_restart(tmp_path, small_config, reference, path,
+                "dataset 'particles/blocks/u/value' has shape [1][10][4], expected [1][900][4]")
+
+
+def test_incomplete_file(tmp_path, small_config, reference):
+    path = edited_copy(tmp_path, reference, lambda f: f["checkpoint"].attrs.__delitem__("complete"))
+    bad_restart(tmp_path, small_config, reference, path, "incomplete (no complete = 1")
+
+
+def test_conflicting_configuration(tmp_path, small_config, reference):
+    bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
+                "model.width = 512 in the configuration but 300 in the checkpoint",
+                "--set", "model.width=512")
+    bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
+                "train.lr = 0.10000000000000001 in the configuration but 0.20000000000000001",
+                "--set", "train.lr=0.1")
+
+
+def test_snapshot_is_not_a_checkpoint(tmp_path, small_config):
+    run = tmp_path / "run"
+    mfres("train", small_config, "--set", "output.snapshot_every=20", "--out", run, ranks=2,
+          check=True)
+    snap = str(run / "snapshots" / "snap-00000020.h5")
+    proc = mfres("train", small_config, "--out", tmp_path / "new", "--restart", snap, ranks=2)
+    assert proc.returncode == 2 and "a snapshot (the measure only), not a checkpoint" in proc.stderr
+    proc = mfres("eval", snap)
+    assert proc.returncode == 2 and "a snapshot holds no data" in proc.stderr
+
+
+def test_restart_auto_skips_a_damaged_newest_checkpoint(tmp_path, small_config, reference):
+    newest = ckpt(reference, 40)
+    open(newest, "r+b").truncate(1000)
+    proc = mfres("train", small_config, "--out", reference, "--restart", "auto", ranks=2,
+                 check=True)
+    assert "warning: skipping checkpoint" in proc.stderr and "ckpt-00000040.h5" in proc.stderr
+    assert "restarting from" in proc.stdout and "ckpt-00000020.h5" in proc.stdout
+    mfres("info", newest, check=True)  # rewritten whole by the finished run
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path, small_config, reference):
+    before = tree_digest(reference)
+    proc = mfres("train", small_config, "--out", reference, ranks=2)
+    assert proc.returncode == 2 and "already holds checkpoints" in proc.stderr
+    assert tree_digest(reference) == before
