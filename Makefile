@@ -51,8 +51,8 @@ TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c)
 VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
 COMPILER := $(shell $(MPICC) --version 2>/dev/null | head -n 1)
 
-.PHONY: all deps check unit-tests mpi-tests integration-tests sanitize-check run install \
-        clean FORCE
+.PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests sanitize-check run \
+        install clean FORCE
 
 all: $(BUILD)/mfres
 
@@ -100,7 +100,7 @@ deps:
 # ---- tests ----
 check: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests
+	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests slurm-tests
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 sanitize-check
 	@echo "make check: all tests passed"
 
@@ -114,6 +114,11 @@ mpi-tests: $(UNIT_TESTS)
 integration-tests: $(BUILD)/mfres $(TOOLS)
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) MFRES_TOOLS=$(abspath $(BUILD)/tests) \
 	    MPIRUN="$(MPIEXEC)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The job scripts on a real one-node Slurm cluster that the tests start
+# (munged, slurmctld, slurmd on free localhost ports) and stop again.
+slurm-tests: $(BUILD)/mfres
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/slurm
 
 # Sanitizer build: unit tests on 1 and 2 ranks. Leak checking (serial runs)
 # keeps Open MPI's components loaded and unwinds slowly so that its own

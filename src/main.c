@@ -31,6 +31,8 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: mfres train CONFIG.ini [--set section.key=value]... [--out DIR]\n"
             "                  [--restart auto|FILE]\n"
+            "       mfres config CONFIG.ini [train options]   print the resolved\n"
+            "                               configuration (checks it; touches no file)\n"
             "       mfres info FILE.h5      summary of a checkpoint or snapshot\n"
             "       mfres eval FILE.h5      train and test loss of a checkpoint's particles\n"
             "       mfres --help | --version\n"
@@ -299,6 +301,22 @@ static int cmd_train(int argc, char **argv, MPI_Comm comm)
     return status;
 }
 
+static int cmd_config(int argc, char **argv, MPI_Comm comm)
+{
+    struct train_args args;
+    struct mf_config cfg;
+    struct mf_data_file file = {0};
+    char err[MF_ERR_MAX] = "";
+    int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    if (status == 0)
+        status = resolve_fresh(&cfg, &file, err, sizeof err);
+    agree_or_exit(status == 0, err, EXIT_USAGE, comm);
+    data_file_free(&file);
+    if (comm_rank(comm) == 0)
+        config_write(&cfg, stdout);
+    return EXIT_OK;
+}
+
 /* Open FILE for info/eval; exits 2 on bad input. */
 static void open_or_exit(int argc, char **argv, struct checkpoint_header *hdr, MPI_Comm comm)
 {
@@ -384,6 +402,8 @@ int main(int argc, char **argv)
     const char *cmd = argc > 1 ? argv[1] : "";
     if (!strcmp(cmd, "train")) {
         status = cmd_train(argc, argv, comm);
+    } else if (!strcmp(cmd, "config")) {
+        status = cmd_config(argc, argv, comm);
     } else if (!strcmp(cmd, "info")) {
         status = cmd_info(argc, argv, comm);
     } else if (!strcmp(cmd, "eval")) {

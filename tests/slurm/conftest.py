@@ -1,0 +1,156 @@
+"""A real one-node Slurm cluster for the job-script tests.
+
+The session fixture `cluster` installs Slurm and munge if they are missing
+(through `make deps`), writes a munge key and a slurm.conf into a temporary
+directory, starts munged, slurmctld and slurmd in the foreground on free
+ports on localhost, waits for the node to be idle, and at the end cancels
+every job and stops exactly the daemons it started, by pid.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+MFRES = os.environ.get("MFRES", os.path.join(REPO, "build", "mfres"))
+FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
+            "BOOT_FAIL", "DEADLINE"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+SLURM_CONF = """\
+ClusterName=mfrestest
+SlurmctldHost={host}
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
+AuthType=auth/munge
+CredType=cred/munge
+# cred_expire also sets how long a requeued job waits before it may start.
+AuthInfo=socket={dir}/munge.sock,cred_expire=5
+StateSaveLocation={dir}/state
+SlurmdSpoolDir={dir}/spool
+SlurmctldPidFile={dir}/slurmctld.pid
+SlurmdPidFile={dir}/slurmd.pid
+SlurmctldLogFile={dir}/slurmctld.log
+SlurmdLogFile={dir}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+SchedulerType=sched/backfill
+MpiDefault=none
+ReturnToService=2
+JobRequeue=1
+KillWait=10
+MinJobAge=3600
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
+PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+class Cluster:
+    def __init__(self):
+        if not shutil.which("slurmctld") or not shutil.which("munged"):
+            subprocess.run(["make", "-C", REPO, "--no-print-directory", "deps"], check=True)
+        self.dir = tempfile.mkdtemp(prefix="mfres-slurm-", dir="/tmp")
+        for sub in ("state", "spool"):
+            os.mkdir(os.path.join(self.dir, sub))
+        key = os.path.join(self.dir, "munge.key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(1024))
+        os.chmod(key, 0o600)
+        self.host = socket.gethostname().split(".")[0]
+        conf = os.path.join(self.dir, "slurm.conf")
+        with open(conf, "w") as f:
+            f.write(SLURM_CONF.format(host=self.host, dir=self.dir, ctld_port=free_port(),
+                                      slurmd_port=free_port(), cpus=os.cpu_count()))
+        self.env = dict(os.environ, SLURM_CONF=conf, MFRES=MFRES, OMPI_ALLOW_RUN_AS_ROOT="1",
+                        OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+                        OMPI_MCA_btl_vader_single_copy_mechanism="none")
+        self.daemons = []
+        d = self.dir
+        self._start("munged", ["munged", "-F", "--force", f"--key-file={key}",
+                               f"--socket={d}/munge.sock", f"--pid-file={d}/munged.pid",
+                               f"--log-file={d}/munged.log", f"--seed-file={d}/munged.seed"])
+        self._wait(lambda: os.path.exists(f"{d}/munge.sock"), "munged")
+        self._start("slurmctld", ["slurmctld", "-D", "-f", conf])
+        self._start("slurmd", ["slurmd", "-D", "-f", conf, "-N", self.host])
+        self._wait(lambda: self.run(["sinfo", "-h", "-o", "%t"]).stdout.strip() == "idle",
+                   "an idle node")
+
+    def _start(self, name, cmd):
+        log = open(os.path.join(self.dir, name + ".out"), "w")
+        self.daemons.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                             env=self.env))
+
+    def _wait(self, ready, what, timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            for p in self.daemons:
+                if p.poll() is not None:
+                    raise RuntimeError(f"{p.args[0]} exited; see {self.dir}")
+            if ready():
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"no {what} after {timeout} s; see {self.dir}")
+
+    def run(self, cmd, **kw):
+        return subprocess.run(cmd, capture_output=True, text=True, env=kw.pop("env", self.env),
+                              **kw)
+
+    def submit(self, *args, env=None):
+        """sbatch ARGS; returns the job id."""
+        proc = self.run(["sbatch", "--parsable", *map(str, args)],
+                        env=dict(self.env, **(env or {})), cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().split(";")[0]
+
+    def states(self, job):
+        """JobState of the job, or of every task of an array job."""
+        out = self.run(["scontrol", "-o", "show", "job", job]).stdout
+        return [field.split("=", 1)[1] for line in out.splitlines()
+                for field in line.split() if field.startswith("JobState=")]
+
+    def info(self, job):
+        out = self.run(["scontrol", "-o", "show", "job", job]).stdout.split()
+        return dict(field.split("=", 1) for field in out if "=" in field)
+
+    def wait(self, job, timeout=240):
+        end = time.time() + timeout
+        while time.time() < end:
+            states = self.states(job)
+            if states and all(s in FINISHED for s in states):
+                return states
+            time.sleep(0.5)
+        raise AssertionError(f"job {job} still {self.states(job)} after {timeout} s")
+
+    def stop(self):
+        self.run(["scancel", "--full", "--user", "root"])
+        time.sleep(1)
+        for p in reversed(self.daemons):
+            p.terminate()
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    c = Cluster()
+    yield c
+    c.stop()

@@ -1,0 +1,144 @@
+"""The job scripts of jobs/ on a real local Slurm cluster (see conftest.py)."""
+import os
+import subprocess
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import MFRES, REPO
+
+COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
+CONFIG = os.path.join(REPO, "jobs", "configs", "default.ini")
+SMALL = ["--set", "train.steps=60", "--set", "output.log_every=20"]
+LONG = ["--set", "train.steps=600", "--set", "output.log_every=50"]
+
+
+def metrics(run):
+    with open(os.path.join(run, "metrics.tsv")) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = np.array([[float(v) for v in line.split("\t")] for line in f])
+    return {name: rows[:, i] for i, name in enumerate(header)}
+
+
+def final_particles(run, step):
+    with h5py.File(os.path.join(run, "checkpoints", f"ckpt-{step:08d}.h5"), "r") as f:
+        return [f[f"particles/blocks/{k}/value"][()] for k in "uwb"]
+
+
+def assert_same_run(a, b, step):
+    ma, mb = metrics(a), metrics(b)
+    for col in COMPARED:
+        np.testing.assert_array_equal(mb[col], ma[col], err_msg=col)
+    for x, y in zip(final_particles(a, step), final_particles(b, step)):
+        assert np.array_equal(x, y)
+
+
+def by_hand(cluster, run, *args):
+    """The same run started by hand with mpirun, outside Slurm."""
+    env = {k: v for k, v in cluster.env.items() if not k.startswith("SLURM")}
+    proc = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", MFRES, "train", CONFIG, *args,
+                           "--out", str(run)], capture_output=True, text=True,
+                          env=dict(env, OPENBLAS_NUM_THREADS="1"), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+
+
+def job_log(run):
+    return open(os.path.join(run, "job.log")).read()
+
+
+def wait_for_rows(run, rows, timeout=120):
+    path = os.path.join(run, "metrics.tsv")
+    end = time.time() + timeout
+    while time.time() < end:
+        if os.path.exists(path) and len(open(path).readlines()) > rows:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{run} made no progress")
+
+
+def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         *SMALL, "--out", tmp_path / "job")
+    assert cluster.wait(job) == ["COMPLETED"]
+    by_hand(cluster, tmp_path / "hand", *SMALL)
+    assert_same_run(tmp_path / "hand", tmp_path / "job", 60)
+    log = job_log(tmp_path / "job")
+    assert "start 1 on" in log and "launcher srun" in log and "exited with status 0" in log
+    assert "step 60/60" in open(tmp_path / "slurm.out").read()
+
+
+@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, launcher):
+    """SIGUSR1 to the batch shell, as --signal=B:USR1@T sends it before the
+    time limit: checkpoint, exit 3, requeue, restart, same final state."""
+    run = tmp_path / "job"
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         *LONG, "--out", run, env={"MFRES_LAUNCHER": launcher})
+    wait_for_rows(run, 2)
+    cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    assert cluster.wait(job) == ["COMPLETED"]
+    log = job_log(run)
+    assert f"launcher {launcher}" in log
+    assert "stopped at step" in log and "requeueing (restart 1 of at most 20)" in log
+    assert "start 2 on" in log and "restarting from" in log
+    assert cluster.info(job)["Restarts"] == "1"
+    by_hand(cluster, tmp_path / "hand", *LONG)
+    assert_same_run(tmp_path / "hand", run, 600)
+
+
+def test_scontrol_requeue_mid_run(cluster, tmp_path):
+    """A requeue forced by an administrator: Slurm stops the job with SIGTERM,
+    mfres checkpoints, and the requeued job continues from there."""
+    run = tmp_path / "job"
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         *LONG, "--out", run)
+    wait_for_rows(run, 2)
+    cluster.run(["scontrol", "requeue", job], check=True)
+    assert cluster.wait(job) == ["COMPLETED"]
+    log = job_log(run)
+    assert "restarting from" in log and "exited with status 0" in log
+    by_hand(cluster, tmp_path / "hand", *LONG)
+    assert_same_run(tmp_path / "hand", run, 600)
+
+
+def test_restart_bound_stops_a_run_that_cannot_finish(cluster, tmp_path):
+    run = tmp_path / "job"
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         "--set", "train.steps=10000000", "--set", "output.max_time=1",
+                         "--out", run, env={"MFRES_MAX_RESTARTS": "1"})
+    assert cluster.wait(job) == ["FAILED"]
+    assert cluster.info(job)["ExitCode"] == "3:0"
+    log = job_log(run)
+    assert log.count("max_time reached") == 2
+    assert "1 restarts reached MFRES_MAX_RESTARTS = 1; giving up" in log
+
+
+def test_bad_configuration_fails_the_job_at_once(cluster, tmp_path):
+    job = cluster.submit("-n", "1", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         "--set", "model.width=0", "--out", tmp_path / "job")
+    assert cluster.wait(job) == ["FAILED"]
+    assert cluster.info(job)["ExitCode"] == "2:0"
+    assert "[model] width: 0 is out of range" in open(tmp_path / "slurm.out").read()
+
+
+@pytest.mark.parametrize("script, env, names", [
+    ("width-sweep.sbatch", {"MFRES_WIDTH_BASE": "16", "MFRES_WIDTH_FACTOR": "2"},
+     ["M00000016", "M00000032", "M00000064"]),
+    ("depth-sweep.sbatch", {"MFRES_DEPTH_BASE": "1", "MFRES_DEPTH_FACTOR": "3"},
+     ["L00000001", "L00000003", "L00000009"]),
+])
+def test_sweep_makes_one_finished_run_per_array_index(cluster, tmp_path, script, env, names):
+    out = tmp_path / "sweep"
+    job = cluster.submit("--array=0-2", "-n", "1", "-o", tmp_path / "slurm-%a.out",
+                         f"jobs/{script}", CONFIG, *SMALL, "--out", out, env=env)
+    assert cluster.wait(job) == ["COMPLETED"] * 3
+    assert sorted(os.listdir(out)) == names
+    for name in names:
+        run = out / name
+        assert metrics(run)["step"][-1] == 60
+        with h5py.File(run / "checkpoints" / "ckpt-00000060.h5", "r") as f:
+            attr = "model.width" if name[0] == "M" else "model.layers"
+            assert f["parameters"].attrs[attr] == int(name[1:])
+            assert f["parameters"].attrs["init.seed"] == 1
