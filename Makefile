@@ -11,7 +11,7 @@
 MPICC    ?= mpicc
 MPIRUN   ?= mpirun
 PYTHON   ?= /usr/bin/python3
-OPT      ?= -O2 -march=native
+OPT      ?= -O3 -march=native
 DEBUG    ?= -g
 PREFIX   ?= /usr/local
 SANITIZE ?=
@@ -26,9 +26,10 @@ OPT := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(DEBUG) -Wall -Wextra -Werror \
+CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(DEBUG) -fno-math-errno \
+           -Wall -Wextra -Werror \
            -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmvec -lm
 LDFLAGS := $(SANFLAGS)
 
 Q := @
@@ -64,6 +65,9 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
 $(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj
 	$(Q)$(MPICC) $(CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
 	    -DMFRES_CFLAGS='"$(OPT) $(SANFLAGS)"' -c $< -o $@
+
+# The activations' selects vectorize only when GCC may evaluate both sides.
+$(BUILD)/obj/kernels.o: CFLAGS += -fno-trapping-math
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^

@@ -20,8 +20,12 @@
 /* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
 int64_t kernels_workspace(int64_t cm);
 
-/* s = sigma(a), ds = sigma'(a) elementwise; ds may be NULL. */
+/* s = sigma(a), ds = sigma'(a) elementwise; ds may be NULL. s may be a (in
+ * place); ds must not overlap a or s. */
 void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds);
+
+/* tanh(x) within 5e-16 relative of libm's; vectorizable. */
+double kernels_tanh(double x);
 
 /* Forward drift of one chunk, accumulated:
  *   drift[j] += sum_m u_m sigma(w_m . X[j] + b_m)        (j < n, m < cm) */
@@ -38,6 +42,14 @@ void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_
 void kernels_backward(int activation, int64_t n, int dim, const double *X, const double *P,
                       int64_t cm, const double *U, const double *W, const double *bias,
                       double *dP, double *gu, double *gw, double *gb, double *work);
+
+/* GFLOP/s of a large square DGEMM on this process's BLAS threads: the
+ * machine's practical peak, to compare the kernels with. Best of a few
+ * repetitions of about `seconds` in all. */
+double kernels_dgemm_gflops(double seconds);
+
+/* Threads OpenBLAS uses in this process. */
+int kernels_blas_threads(void);
 
 /* The BLAS core OpenBLAS chose, e.g. "Haswell". */
 const char *kernels_blas_core(void);

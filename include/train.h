@@ -68,6 +68,19 @@ struct mf_run {
  * Collective. */
 int train_run(struct mf_run *run, struct mf_observables *final);
 
+/* Buffers of the batch pass and the observables; opaque. */
+struct train_workspace;
+
+struct train_workspace *train_workspace_create(const struct mf_config *cfg,
+                                               const struct mf_dataset *ds);
+void train_workspace_destroy(struct train_workspace *w);
+
+/* One training step k exactly as train_run takes it (batch, forward pass,
+ * backward pass with the update); returns the batch loss. For benchmarks.
+ * Collective. */
+double train_step(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+                  struct train_workspace *w, int64_t k);
+
 /* Loss, test loss and accuracy, and shallow gap of the current particles
  * (step, time, grad_norm and seconds_per_step are left alone). Collective. */
 void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,

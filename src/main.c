@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bench.h"
 #include "checkpoint.h"
 #include "comm.h"
 #include "config.h"
@@ -34,6 +35,7 @@ static void usage(FILE *out)
             "       mfres config CONFIG.ini [train options]   print the resolved\n"
             "                               configuration (checks it; touches no file)\n"
             "       mfres info FILE.h5      summary of a checkpoint or snapshot\n"
+            "       mfres bench [options]   speed report (mfres bench --help)\n"
             "       mfres eval FILE.h5      train and test loss of a checkpoint's particles\n"
             "       mfres --help | --version\n"
             "\n"
@@ -402,6 +404,8 @@ int main(int argc, char **argv)
     const char *cmd = argc > 1 ? argv[1] : "";
     if (!strcmp(cmd, "train")) {
         status = cmd_train(argc, argv, comm);
+    } else if (!strcmp(cmd, "bench")) {
+        status = bench_main(argc - 1, argv + 1, comm);
     } else if (!strcmp(cmd, "config")) {
         status = cmd_config(argc, argv, comm);
     } else if (!strcmp(cmd, "info")) {

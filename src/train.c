@@ -68,7 +68,7 @@ void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order
 }
 
 /* Buffers of one run, allocated once. */
-struct workspace {
+struct train_workspace {
     int64_t B;      /* rows of the batch pass */
     double *X;      /* [L+1][B][D] states of the batch */
     double *drift;  /* [B][D] */
@@ -82,7 +82,7 @@ struct workspace {
     double *E0, *E, *Es, *Edrift; /* [ne][D] input, ResNet state, shallow output, scratch */
 };
 
-static void workspace_alloc(struct workspace *w, const struct mf_config *cfg,
+static void workspace_alloc(struct train_workspace *w, const struct mf_config *cfg,
                             const struct mf_dataset *ds)
 {
     const int64_t D = cfg->model.dim, L = cfg->model.layers;
@@ -104,7 +104,7 @@ static void workspace_alloc(struct workspace *w, const struct mf_config *cfg,
     w->Edrift = xmalloc((size_t)(w->ne * D) * sizeof(double));
 }
 
-static void workspace_free(struct workspace *w)
+static void workspace_free(struct train_workspace *w)
 {
     void *all[] = {w->X, w->drift, w->pL, w->P, w->dP, w->y, w->idx,
                    w->perm, w->order, w->E0, w->E, w->Es, w->Edrift};
@@ -114,7 +114,7 @@ static void workspace_free(struct workspace *w)
 
 /* Forward pass of step k on its batch; returns the batch loss. */
 static double batch_forward(const struct mf_config *cfg, const struct mf_dataset *ds,
-                            struct mf_model *m, struct workspace *w, int64_t k)
+                            struct mf_model *m, struct train_workspace *w, int64_t k)
 {
     const struct mf_samples *tr = &ds->train;
     const int64_t D = cfg->model.dim, B = w->B, nd = B * D;
@@ -143,7 +143,7 @@ static double batch_forward(const struct mf_config *cfg, const struct mf_dataset
 /* Backward pass of step k after batch_forward, updating the particles when
  * apply is set; returns the squared velocity summed over all particles. */
 static double batch_backward(const struct mf_config *cfg, struct mf_model *m,
-                             struct workspace *w, int64_t k, int apply)
+                             struct train_workspace *w, int64_t k, int apply)
 {
     timer_start(TIMER_BACKWARD);
     struct mf_update upd = {
@@ -162,7 +162,7 @@ static double batch_backward(const struct mf_config *cfg, struct mf_model *m,
 
 /* Loss (and correct predictions) of the architecture's output on a set;
  * with gap non-NULL also the shallow gap. Leaves X_0 in E0. */
-static double evaluate(struct mf_model *m, const struct mf_samples *s, struct workspace *w,
+static double evaluate(struct mf_model *m, const struct mf_samples *s, struct train_workspace *w,
                        double *gap, int64_t *correct)
 {
     const int64_t D = m->particles.dim, nd = s->n * D;
@@ -192,7 +192,7 @@ static double evaluate(struct mf_model *m, const struct mf_samples *s, struct wo
 }
 
 static void observe(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
-                    struct workspace *w, struct mf_observables *o)
+                    struct train_workspace *w, struct mf_observables *o)
 {
     timer_start(TIMER_EVAL);
     o->loss = evaluate(m, &ds->train, w, &o->shallow_gap, NULL);
@@ -207,10 +207,32 @@ static void observe(const struct mf_config *cfg, const struct mf_dataset *ds, st
     timer_stop(TIMER_EVAL);
 }
 
+struct train_workspace *train_workspace_create(const struct mf_config *cfg,
+                                               const struct mf_dataset *ds)
+{
+    struct train_workspace *w = xmalloc(sizeof *w);
+    workspace_alloc(w, cfg, ds);
+    return w;
+}
+
+void train_workspace_destroy(struct train_workspace *w)
+{
+    workspace_free(w);
+    free(w);
+}
+
+double train_step(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
+                  struct train_workspace *w, int64_t k)
+{
+    double loss = batch_forward(cfg, ds, m, w, k);
+    batch_backward(cfg, m, w, k, 1);
+    return loss;
+}
+
 void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, struct mf_model *m,
                     struct mf_observables *o)
 {
-    struct workspace w;
+    struct train_workspace w;
     workspace_alloc(&w, cfg, ds);
     observe(cfg, ds, m, &w, o);
     workspace_free(&w);
@@ -306,7 +328,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     const int64_t snap_every = cfg->output.snapshot_every;
     const double n_particles = (double)cfg->model.layers * (double)cfg->model.width;
     const int root = comm_rank(m->comm) == 0;
-    struct workspace w;
+    struct train_workspace w;
     FILE *metrics = NULL;
     int status = 0;
 
