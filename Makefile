@@ -52,8 +52,8 @@ TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c)
 VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
 COMPILER := $(shell $(MPICC) --version 2>/dev/null | head -n 1)
 
-.PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests sanitize-check run \
-        install clean FORCE
+.PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests analysis-tests \
+        sanitize-check run install clean FORCE
 
 all: $(BUILD)/mfres
 
@@ -104,7 +104,8 @@ deps:
 # ---- tests ----
 check: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests slurm-tests
+	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests analysis-tests \
+	    slurm-tests
 	$(Q)$(MAKE) --no-print-directory SANITIZE=1 sanitize-check
 	@echo "make check: all tests passed"
 
@@ -118,6 +119,10 @@ mpi-tests: $(UNIT_TESTS)
 integration-tests: $(BUILD)/mfres $(TOOLS)
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) MFRES_TOOLS=$(abspath $(BUILD)/tests) \
 	    MPIRUN="$(MPIEXEC)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+# The analysis scripts on runs made by mfres.
+analysis-tests: $(BUILD)/mfres
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/analysis
 
 # The job scripts on a real one-node Slurm cluster that the tests start
 # (munged, slurmctld, slurmd on free localhost ports) and stop again.

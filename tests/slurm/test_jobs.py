@@ -142,3 +142,22 @@ def test_sweep_makes_one_finished_run_per_array_index(cluster, tmp_path, script,
             attr = "model.width" if name[0] == "M" else "model.layers"
             assert f["parameters"].attrs[attr] == int(name[1:])
             assert f["parameters"].attrs["init.seed"] == 1
+
+
+def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
+    tsv = tmp_path / "scaling.tsv"
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/scaling.sbatch",
+                         "--layers", "2", "--width", "3000", "--dim", "8", "--batch", "32",
+                         "--steps", "3",
+                         env={"MFRES_SCALING_TASKS": "1 2", "MFRES_SCALING_TSV": str(tsv)})
+    assert cluster.wait(job) == ["COMPLETED"]
+    rows = [line.split("\t") for line in open(tsv).read().splitlines()]
+    header, rows = rows[0], rows[1:]
+    col = {name: i for i, name in enumerate(header)}
+    assert [(r[col["label"]], r[col["ranks"]], r[col["width"]]) for r in rows] == [
+        ("strong", "1", "3000"), ("weak", "1", "3000"), ("strong", "2", "3000"),
+        ("weak", "2", "6000")]
+    assert all(float(r[col["seconds_median"]]) > 0 for r in rows)
+    out = open(tmp_path / "slurm.out").read()
+    table = out[out.index("scaling table"):]
+    assert "speed-up" in table and table.count("strong") == 2 and table.count("weak") == 2

@@ -1,0 +1,126 @@
+"""Reading mfres output: run directories, checkpoints and snapshots.
+
+Every analysis script goes through this module, so HDF5 paths and the
+layout check live in one place. A file is accepted only if it is a complete
+mfres file in the H5MD 1.1 layout that mfres writes.
+
+    run = load_run("runs/width/M00000064")
+    run.metrics["loss"], run.config["model"]["width"], run.measures()[-1].u
+"""
+import configparser
+import glob
+import os
+
+import h5py
+import numpy as np
+
+H5MD_VERSION = [1, 1]
+
+
+class Measure:
+    """The particles of one checkpoint or snapshot.
+
+    u, w: [N][D]; b: [N]; layer, id: [N] (the global id l*M + m);
+    step, time; width M, layers L, dim D, stride; config: {"model.width": ...};
+    observables: {name: (step[T], time[T], value[T])}."""
+
+    def __init__(self, path):
+        self.path = path
+        with h5py.File(path, "r") as f:
+            check_layout(f, path)
+            c = f["checkpoint"].attrs
+            self.kind = c["kind"].decode()
+            self.step, self.time = int(c["step"]), float(c["time"])
+            self.stride = int(c["stride"])
+            self.config = {k: (v.decode() if isinstance(v, bytes) else v.item())
+                           for k, v in f["parameters"].attrs.items()}
+            blocks = f["particles/blocks"]
+            self.u = blocks["u/value"][0]
+            self.w = blocks["w/value"][0]
+            self.b = blocks["b/value"][0]
+            self.layer = blocks["layer"][()]
+            self.id = blocks["id"][()]
+            self.observables = {name: tuple(g[k][()] for k in ("step", "time", "value"))
+                                for name, g in f["observables"].items()}
+        self.layers = int(self.config["model.layers"])
+        self.width = int(self.config["model.width"])
+        self.dim = int(self.config["model.dim"])
+
+    def theta(self, layer=None):
+        """Particles as points (u, w, b) in R^(2D+1), of one layer or all."""
+        points = np.hstack([self.u, self.w, self.b[:, None]])
+        return points if layer is None else points[self.layer == layer]
+
+
+def check_layout(f, path):
+    if "h5md" not in f or f["h5md/creator"].attrs.get("name") != b"mfres":
+        raise ValueError(f"{path}: not an mfres file")
+    version = list(f["h5md"].attrs["version"])
+    if version != H5MD_VERSION:
+        raise ValueError(f"{path}: H5MD version {version}, expected {H5MD_VERSION}")
+    if f["checkpoint"].attrs.get("complete") != 1:
+        raise ValueError(f"{path}: incomplete file")
+
+
+class Run:
+    """A run directory: config.ini, metrics.tsv, snapshots/ and checkpoints/."""
+
+    def __init__(self, path):
+        self.path = path
+        if not os.path.exists(os.path.join(path, "metrics.tsv")):
+            raise ValueError(f"{path}: not an mfres run directory (no metrics.tsv)")
+        self.config = configparser.ConfigParser(inline_comment_prefixes=(";",))
+        self.config.read(os.path.join(path, "config.ini"))
+        with open(os.path.join(path, "metrics.tsv")) as f:
+            header = f.readline().rstrip("\n").split("\t")
+            rows = np.array([[float(v) for v in line.split("\t")] for line in f], ndmin=2)
+        self.metrics = {name: rows[:, i] for i, name in enumerate(header)}
+
+    @property
+    def name(self):
+        return os.path.basename(os.path.normpath(self.path))
+
+    def value(self, key):
+        """A configuration value, "section.key", as int, float or text."""
+        section, name = key.split(".")
+        text = self.config[section][name]
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return text
+
+    def files(self, kind="snapshots"):
+        prefix = "snap" if kind == "snapshots" else "ckpt"
+        return sorted(glob.glob(os.path.join(self.path, kind, f"{prefix}-*.h5")))
+
+    def measures(self):
+        """The measure over time: snapshots, or checkpoints when there are none."""
+        files = self.files("snapshots") or self.files("checkpoints")
+        return [Measure(p) for p in files]
+
+    def final_measure(self):
+        """The newest complete checkpoint (every particle)."""
+        files = self.files("checkpoints")
+        if not files:
+            raise ValueError(f"{self.path}: no checkpoint")
+        return Measure(files[-1])
+
+
+def load_run(path):
+    return Run(path)
+
+
+def load_runs(paths):
+    """Run directories from a list of paths (directories, or parents of them)."""
+    runs = []
+    for p in paths:
+        if os.path.exists(os.path.join(p, "metrics.tsv")):
+            runs.append(Run(p))
+        else:
+            runs.extend(Run(os.path.dirname(m)) for m in sorted(
+                glob.glob(os.path.join(p, "*", "metrics.tsv"))))
+    if not runs:
+        raise ValueError(f"no run directories in {paths}")
+    return runs

@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""One HTML page about one or more mfres runs.
+
+    analysis/report.py RUN_DIR... [--out report.html]
+
+For every run: a summary row (width, depth, steps, final train and test
+loss, test accuracy, velocity, shallow gap, wall time), its resolved
+configuration, and the figures of analysis/plot_run.py. The page uses no
+external resources; the figures are PNG files in REPORT_files/ next to it.
+"""
+import argparse
+import html
+import os
+
+import numpy as np
+
+from mfresfile import load_runs
+from plot_run import plot_run
+
+
+def summary(run):
+    m = run.metrics
+    steps = m["step"]
+    wall = float(np.sum(m["seconds_per_step"][1:] * np.diff(steps))) if len(steps) > 1 else 0.0
+    return [run.name, run.value("model.width"), run.value("model.layers"),
+            run.value("model.dim"), int(steps[-1]), f"{m['time'][-1]:.4g}",
+            f"{m['loss'][-1]:.4e}", f"{m['test_loss'][-1]:.4e}", f"{m['test_accuracy'][-1]:.4f}",
+            f"{m['grad_norm'][-1]:.3e}", f"{m['shallow_gap'][-1]:.4f}", f"{wall:.1f}"]
+
+
+HEADER = ["run", "M", "L", "D", "steps", "time t", "loss", "test loss", "test accuracy",
+          "|v|", "shallow gap", "wall s"]
+
+
+def report(run_dirs, out):
+    runs = load_runs(run_dirs)
+    files = os.path.splitext(out)[0] + "_files"
+    os.makedirs(files, exist_ok=True)
+    parts = ["<!DOCTYPE html><html><head><meta charset='utf-8'><title>mfres report</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}"
+             "img{max-width:100%}pre{background:#f4f4f4;padding:1em}</style></head><body>",
+             "<h1>mfres runs</h1><table><tr>"]
+    parts += [f"<th>{h}</th>" for h in HEADER] + ["</tr>"]
+    for run in runs:
+        parts.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>"
+                                      for v in summary(run)) + "</tr>")
+    parts.append("</table>")
+    for i, run in enumerate(runs):
+        figures = plot_run(run.path, os.path.join(files, f"{i:03d}-{run.name}"))
+        parts.append(f"<h2>{html.escape(run.path)}</h2>")
+        for name, path in figures.items():
+            rel = os.path.relpath(path, os.path.dirname(os.path.abspath(out)))
+            parts.append(f"<h3>{name}</h3><img src='{html.escape(rel)}' alt='{name}'>")
+        with open(os.path.join(run.path, "config.ini")) as f:
+            parts.append(f"<h3>configuration</h3><pre>{html.escape(f.read())}</pre>")
+    parts.append("</body></html>")
+    with open(out, "w") as f:
+        f.write("\n".join(parts))
+    return out
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("runs", nargs="+")
+    parser.add_argument("--out", default="report.html")
+    args = parser.parse_args()
+    print(report(args.runs, args.out))

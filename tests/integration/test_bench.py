@@ -1,0 +1,36 @@
+"""`mfres bench` reports what it promises (its speed targets are checked by
+the benchmarks of tests/bench/, never by timed tests)."""
+import re
+
+from conftest import mfres
+
+
+def test_bench_table_and_tsv(tmp_path):
+    tsv = tmp_path / "b.tsv"
+    for _ in range(2):
+        out = mfres("bench", "--layers", "2", "--width", "500", "--dim", "8", "--batch", "16",
+                    "--steps", "3", "--tsv", tsv, "--label", "t", ranks=2, check=True).stdout
+    for line in ("DGEMM peak per rank", "step, nominal", "step / DGEMM peak",
+                 "seconds per step", "peak RSS per rank", "time in MPI"):
+        assert line in out
+    assert re.search(r"seconds per step\s+[0-9.]+ median \(min [0-9.]+, max [0-9.]+\)", out)
+    assert re.search(r"max [0-9.]+ % on rank [01]\)", out)
+    lines = open(tsv).read().splitlines()
+    assert len(lines) == 3 and lines[0].startswith("label\tranks\tlayers\twidth")
+    row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
+    assert row["label"] == "t" and row["ranks"] == "2" and row["width"] == "500"
+    assert float(row["state_bytes"]) == 2 * 250 * 17 * 8  # this rank's share, 2D+1 doubles each
+    assert 0 < float(row["peak_fraction"]) < 1.5
+
+
+def test_bench_weak_scaling_width(tmp_path):
+    out = mfres("bench", "--layers", "1", "--width", "300", "--dim", "4", "--batch", "8",
+                "--steps", "2", "--per-rank", ranks=3, check=True).stdout
+    assert "M = 900 (300 per rank)" in out
+
+
+def test_bench_bad_option():
+    proc = mfres("bench", "--widht", "10", ranks=2)
+    assert proc.returncode == 2 and "bench: unknown option '--widht'" in proc.stderr
+    proc = mfres("bench", "--steps", "0")
+    assert proc.returncode == 2 and "--steps needs a positive integer" in proc.stderr
