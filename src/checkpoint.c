@@ -27,6 +27,7 @@
 
 #include "comm.h"
 #include "data.h"
+#include "h5.h"
 #include "log.h"
 #include "model.h"
 #include "train.h"
@@ -584,19 +585,11 @@ static char *read_config_text(hid_t file)
 /* Serial validation on one rank: the whole verdict on a file. */
 static int validate(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen)
 {
+    char why[MF_ERR_MAX / 2];
     memset(hdr, 0, sizeof *hdr);
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
-        return fail(err, errlen, path, "cannot open: %s", strerror(errno));
-    fclose(probe);
-    if (H5Fis_hdf5(path) <= 0)
-        return fail(err, errlen, path, "not an HDF5 file");
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 0, 1);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    hid_t file = h5_open_read(path, why, sizeof why);
     if (file < 0)
-        return fail(err, errlen, path, "cannot open as HDF5 (truncated or damaged?)");
+        return fail(err, errlen, path, "%s", why);
 
     int status = -1;
     char creator[64], kind[32], label[MF_PATH_MAX + 64];
@@ -637,13 +630,10 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         fail(err, errlen, path, "no configuration (/parameters/config)");
         goto out;
     }
-    char why[MF_ERR_MAX];
     snprintf(label, sizeof label, "%s:/parameters/config", path);
     config_defaults(&hdr->cfg);
-    if (config_read_string(&hdr->cfg, text, label, why, sizeof why) != 0) {
-        snprintf(err, errlen, "%s", why);
+    if (config_read_string(&hdr->cfg, text, label, err, errlen) != 0)
         goto out;
-    }
     const struct mf_config *c = &hdr->cfg;
     const hsize_t L = (hsize_t)c->model.layers, D = (hsize_t)c->model.dim;
     if (hdr->stride < 1 || c->model.width < 1 || D < 1) {
@@ -775,12 +765,10 @@ static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, cons
 
 void checkpoint_read_history(const char *path, struct mf_history *history)
 {
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 0, 1);
-    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    char why[MF_ERR_MAX / 2];
+    hid_t file = h5_open_read(path, why, sizeof why);
     if (file < 0)
-        log_fatal("cannot open '%s'", path);
+        log_fatal("'%s': %s", path, why);
     read_history_from(file, H5P_DEFAULT, history, path);
     H5Fclose(file);
 }

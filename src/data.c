@@ -17,13 +17,13 @@
  */
 #include "data.h"
 
-#include <errno.h>
 #include <hdf5.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "h5.h"
 #include "kernels.h"
 #include "log.h"
 #include "particles.h"
@@ -258,18 +258,10 @@ int data_read_file(const char *path, struct mf_data_file *f, char *err, size_t e
     hsize_t xdims[2], ydims[2];
     hid_t file = H5I_INVALID_HID;
     memset(f, 0, sizeof *f);
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our messages replace HDF5's stack dumps */
-    FILE *probe = fopen(path, "rb");
-    if (!probe)
-        return file_error(err, errlen, path, "cannot open: %s", strerror(errno));
-    fclose(probe);
-    if (H5Fis_hdf5(path) <= 0)
-        return file_error(err, errlen, path, "not an HDF5 file");
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
-    H5Pclose(fapl);
+    char why[256];
+    file = h5_open_read(path, why, sizeof why);
     if (file < 0)
-        return file_error(err, errlen, path, "cannot open as HDF5");
+        return file_error(err, errlen, path, "%s", why);
     if (read_matrix(file, path, "x", &xrank, xdims, &f->x, &xint, err, errlen) ||
         read_matrix(file, path, "y", &yrank, ydims, &f->y, &yint, err, errlen))
         goto out;

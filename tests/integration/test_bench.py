@@ -19,7 +19,7 @@ def test_bench_table_and_tsv(tmp_path):
     assert len(lines) == 3 and lines[0].startswith("label\tranks\tlayers\twidth")
     row = dict(zip(lines[0].split("\t"), lines[1].split("\t")))
     assert row["label"] == "t" and row["ranks"] == "2" and row["width"] == "500"
-    assert float(row["state_bytes"]) == 2 * 250 * 17 * 8  # this rank's share, 2D+1 doubles each
+    assert float(row["state_bytes"]) == 2 * 256 * 17 * 8  # rank 0: 2 chunks of 128 per layer
     assert 0 < float(row["peak_fraction"]) < 1.5
 
 
