@@ -4,7 +4,7 @@
 #   make check        install missing Debian packages, build, run every test
 #   make run          train the built-in default example on 2 ranks
 #   make install PREFIX=/opt/mfres
-#   make SANITIZE=1   AddressSanitizer + UBSan build in build-asan/
+#   make SANITIZE=1   AddressSanitizer + UBSan build in build/asan/
 #   make V=1          show full commands
 
 # ---- user options ----
@@ -21,7 +21,7 @@ PKGS := hdf5-openmpi openblas cmocka inih
 BUILD := build
 SANFLAGS :=
 ifeq ($(SANITIZE),1)
-BUILD := build-asan
+BUILD := build/asan
 OPT := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
@@ -152,6 +152,6 @@ install: $(BUILD)/mfres
 	install -m 755 $(BUILD)/mfres $(DESTDIR)$(PREFIX)/bin/mfres
 
 clean:
-	rm -rf build build-asan
+	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d
