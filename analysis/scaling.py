@@ -10,6 +10,9 @@ For runs that differ only in one key (model.width or model.layers):
   - a least-squares fit of log(distance) against log(key): the exponent and
     its standard error. Mean-field theory predicts fluctuations of order
     M^(-1/2) in width; the fit reports what the runs show.
+Runs made with several seeds (init.seed, train.seed, data.seed) are compared
+within their seed (the nested coupling shares particles only there), and
+the distances are averaged over seeds, with their standard errors.
 """
 import matplotlib
 
@@ -53,12 +56,16 @@ def matching_layer(l, L, L_ref):
     return int(min(L_ref - 1, max(0, round((l + 0.5) * L_ref / L - 0.5))))
 
 
-def study(runs, key):
-    """Distances of every run from the largest; returns (rows, fits)."""
+def seeds(run):
+    return tuple(run.value(k) for k in ("init.seed", "train.seed", "data.seed"))
+
+
+def distances(runs, key):
+    """Distances of each run from the largest run of the same seeds."""
     runs = sorted(runs, key=lambda r: r.value(key))
     values = [r.value(key) for r in runs]
     if len(set(values)) != len(values) or len(runs) < 3:
-        raise ValueError(f"need at least 3 runs with different {key}, got {values}")
+        raise ValueError(f"need at least 3 runs with different {key} per seed, got {values}")
     ref = runs[-1]
     ref_final = ref.final_measure()
     rows = []
@@ -71,10 +78,35 @@ def study(runs, key):
                      "loss_distance": sup_distance(ref.metrics["time"], ref.metrics["loss"],
                                                    run.metrics["time"], run.metrics["loss"]),
                      "w2": float(np.mean(dists))})
+    return rows, ref
+
+
+def study(runs, key):
+    """Distances from the largest run, averaged over seeds; returns (rows,
+    fits, reference run). rows hold the mean, its standard error and the
+    number of seeds for every value of key but the largest."""
+    groups = {}
+    for run in runs:
+        groups.setdefault(seeds(run), []).append(run)
+    per_seed, refs = [], []
+    for group in groups.values():
+        rows, ref = distances(group, key)
+        per_seed.append({r[key]: r for r in rows})
+        refs.append(ref)
+    if len({ref.value(key) for ref in refs}) != 1 or len({tuple(sorted(p)) for p in per_seed}) != 1:
+        raise ValueError(f"every seed needs runs at the same values of {key}")
+    rows = []
+    for x in sorted(per_seed[0]):
+        row = {key: x, "seeds": len(per_seed), "runs": [p[x]["run"] for p in per_seed]}
+        for name in ("loss_distance", "w2"):
+            d = np.array([p[x][name] for p in per_seed])
+            row[name] = float(d.mean())
+            row[name + "_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        rows.append(row)
     x = np.array([r[key] for r in rows], float)
     fits = {name: fit_power(x, np.array([r[name] for r in rows]))
             for name in ("loss_distance", "w2")}
-    return rows, fits, ref
+    return rows, fits, refs[0]
 
 
 def plot(rows, fits, key, ref, path):
@@ -85,7 +117,11 @@ def plot(rows, fits, key, ref, path):
     for a, name in zip(ax, ("loss_distance", "w2")):
         d = np.array([r[name] for r in rows])
         p, se, c = fit_power(x, d)
-        a.loglog(x, d, "o", label="runs")
+        n = rows[0]["seeds"]
+        a.errorbar(x, d, yerr=[r[name + "_se"] for r in rows], fmt="o", capsize=3,
+                   label=f"runs (mean over {n} seed{'s' if n > 1 else ''} ± s.e.)")
+        a.set_xscale("log")
+        a.set_yscale("log")
         grid = np.geomspace(x.min(), x.max(), 50)
         a.loglog(grid, c * grid ** p, "-", label=f"fit: exponent {p:.3f} ± {se:.3f}")
         a.loglog(grid, d[0] * (grid / x[0]) ** -0.5, ":", color="gray", label="slope -1/2")
@@ -110,16 +146,18 @@ def main(key, description, default_out):
     parser.add_argument("--tsv", help="also write the distances here")
     args = parser.parse_args()
     rows, fits, ref = study(load_runs(args.runs), key)
-    print(f"reference: {ref.path} ({key} = {ref.value(key)})")
-    print(f"{key:>14} {'sup loss distance':>18} {'W2 final measure':>18}")
+    print(f"reference: {ref.path} ({key} = {ref.value(key)}); {rows[0]['seeds']} seed(s)")
+    print(f"{key:>14} {'sup loss distance':>28} {'W2 final measure':>28}")
     for r in rows:
-        print(f"{r[key]:>14} {r['loss_distance']:>18.6g} {r['w2']:>18.6g}")
+        print(f"{r[key]:>14} {r['loss_distance']:>15.6g} ± {r['loss_distance_se']:<10.3g}"
+              f" {r['w2']:>15.6g} ± {r['w2_se']:<10.3g}")
     for name, (p, se, _) in fits.items():
         print(f"exponent of {name}: {p:.4f} ± {se:.4f}")
     plot(rows, fits, key, ref, args.out)
     print(f"figure: {args.out}")
     if args.tsv:
         with open(args.tsv, "w") as f:
-            f.write(f"{key}\tloss_distance\tw2\trun\n")
+            f.write(f"{key}\tseeds\tloss_distance\tloss_distance_se\tw2\tw2_se\n")
             for r in rows:
-                f.write(f"{r[key]}\t{r['loss_distance']!r}\t{r['w2']!r}\t{r['run']}\n")
+                f.write(f"{r[key]}\t{r['seeds']}\t{r['loss_distance']!r}\t"
+                        f"{r['loss_distance_se']!r}\t{r['w2']!r}\t{r['w2_se']!r}\n")

@@ -77,7 +77,24 @@ def test_width_scaling_script(width_runs, tmp_path):
     rows = open(tmp_path / "w.tsv").read().splitlines()
     assert rows[0].startswith("model.width") and [r.split("\t")[0] for r in rows[1:]] == [
         "16", "32", "64", "128"]
-    assert all(float(r.split("\t")[2]) > 0 for r in rows[1:])
+    assert all(r.split("\t")[1] == "1" and float(r.split("\t")[2]) > 0 for r in rows[1:])
+
+
+def test_width_scaling_averages_over_seeds(width_runs, tmp_path):
+    """A second seed at three of the widths: distances are taken within each
+    seed and averaged, with standard errors."""
+    for m in (16, 64, 256):
+        train(tmp_path / f"s2/M{m:08d}", "--set", f"model.width={m}", "--set", "init.seed=7",
+              "--set", "train.seed=8")
+    runs = mfresfile.load_runs([str(width_runs / f"M{m:08d}") for m in (16, 64, 256)] +
+                               [str(tmp_path / "s2")])
+    rows, fits, ref = scaling.study(runs, "model.width")
+    assert [r["model.width"] for r in rows] == [16, 64] and ref.value("model.width") == 256
+    for r in rows:
+        assert r["seeds"] == 2 and r["w2_se"] > 0 and r["loss_distance_se"] > 0
+        assert any("s2" in path for path in r["runs"])
+    with pytest.raises(ValueError, match="every seed needs runs at the same values"):
+        scaling.study(runs + [mfresfile.load_run(width_runs / "M00000032")], "model.width")
 
 
 def test_depth_scaling_script(depth_runs, tmp_path):

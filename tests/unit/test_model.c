@@ -80,6 +80,21 @@ static double loss_of(struct fixture *f)
     return model_loss(&f->m, f->n, out, f->ds.train.y, f->pL, NULL);
 }
 
+/* Per-particle arrays shaped like the owned particles: gradients, copies. */
+struct arrays {
+    double *u, *w, *b;
+};
+
+static struct arrays arrays_alloc(const struct mf_particles *p)
+{
+    size_t n = (size_t)(p->layers * p->count);
+    return (struct arrays){xcalloc(n * (size_t)p->dim + 1, sizeof(double)),
+                           xcalloc(n * (size_t)p->dim + 1, sizeof(double)),
+                           xcalloc(n + 1, sizeof(double))};
+}
+
+static void arrays_free(struct arrays *a) { free(a->u), free(a->w), free(a->b); }
+
 /* Pointer to component k of particle (l, m) if this rank owns it. */
 static double *param(struct mf_particles *p, int64_t l, int64_t m, int k)
 {
@@ -101,9 +116,8 @@ static void check_gradient(int kind, int loss, int act, int arch, int order, int
     fixture_init(&f, MPI_COMM_WORLD);
     struct mf_particles *p = &f.m.particles;
     const int D = p->dim;
-    size_t own = (size_t)(p->layers * p->count);
-    double *gu = xcalloc(own * D + 1, sizeof(double)), *gw = xcalloc(own * D + 1, sizeof(double));
-    double *gb = xcalloc(own + 1, sizeof(double));
+    struct arrays g = arrays_alloc(p);
+    double *gu = g.u, *gw = g.w, *gb = g.b;
     struct mf_update upd = {.apply = 0, .grad_u = gu, .grad_w = gw, .grad_b = gb};
     loss_of(&f);
     model_backward(&f.m, f.n, f.X, f.pL, f.order, &upd, f.P, f.dP);
@@ -141,7 +155,7 @@ static void check_gradient(int kind, int loss, int act, int arch, int order, int
     if (!(sqrt(sums[0]) < 1e-6 * sqrt(sums[1])))
         fail_msg("gradient relative error %.3g (act %d loss %d arch %d order %d)",
                  sqrt(sums[0] / sums[1]), act, loss, arch, order);
-    free(gu), free(gw), free(gb);
+    arrays_free(&g);
     fixture_free(&f);
 }
 
@@ -177,11 +191,9 @@ static void test_update_rule(void **state)
     fixture_init(&f, MPI_COMM_WORLD);
     struct mf_particles *p = &f.m.particles;
     const int D = p->dim;
-    size_t own = (size_t)(p->layers * p->count);
-    double *gu = xcalloc(own * D + 1, sizeof(double)), *gw = xcalloc(own * D + 1, sizeof(double));
-    double *gb = xcalloc(own + 1, sizeof(double));
-    double *u0 = xcalloc(own * D + 1, sizeof(double)), *w0 = xcalloc(own * D + 1, sizeof(double));
-    double *b0 = xcalloc(own + 1, sizeof(double));
+    const size_t own = (size_t)(p->layers * p->count);
+    struct arrays g = arrays_alloc(p), start = arrays_alloc(p);
+    double *gu = g.u, *gw = g.w, *gb = g.b, *u0 = start.u, *w0 = start.w, *b0 = start.b;
     if (own) {
         memcpy(u0, p->u, own * D * sizeof(double));
         memcpy(w0, p->w, own * D * sizeof(double));
@@ -209,7 +221,8 @@ static void test_update_rule(void **state)
         expect += vb * vb;
     }
     assert_close(vv, expect, 1e-12, 0);
-    free(gu), free(gw), free(gb), free(u0), free(w0), free(b0);
+    arrays_free(&g);
+    arrays_free(&start);
     fixture_free(&f);
 }
 
