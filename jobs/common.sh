@@ -6,6 +6,10 @@
 #                       else mfres on PATH)
 #   MFRES_LAUNCHER      srun (default; srun --mpi=pmix) or mpirun
 #   MFRES_MAX_RESTARTS  requeues allowed after a clean stop (default 20)
+#   MFRES_IGNORE_SIGNALS_S  signals in the first seconds of a start are logged
+#                       and ignored (default 5): Slurm 22.05 can deliver the
+#                       previous start's time-limit warning to a requeued job
+#                       just after it starts, which would stop it at once
 
 if [ -z "${MFRES:-}" ]; then
     MFRES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/mfres"
@@ -17,6 +21,7 @@ if [ -z "$MFRES" ] || [ ! -x "$MFRES" ]; then
 fi
 MFRES_LAUNCHER=${MFRES_LAUNCHER:-srun}
 MFRES_MAX_RESTARTS=${MFRES_MAX_RESTARTS:-20}
+MFRES_IGNORE_SIGNALS_S=${MFRES_IGNORE_SIGNALS_S:-5}
 export OPENBLAS_NUM_THREADS=1 # one rank per core
 
 # The run directory that `mfres train ARGS` would use. Checks the
@@ -27,6 +32,16 @@ mfres_run_dir() {
     sed -n 's/^dir = //p' <<< "$resolved"
 }
 
+# The trap of a running start: ask mfres (through the launcher) to stop.
+mfres_forward() {
+    if [ "$SECONDS" -lt "$MFRES_IGNORE_SIGNALS_S" ]; then
+        echo "mfres job: ignoring a signal ${SECONDS} s into this start (a late time-limit warning)"
+        return
+    fi
+    echo "mfres job: signal received; asking mfres to checkpoint and stop"
+    kill -USR1 "$child" 2>/dev/null
+}
+
 # mfres_train ARGS: one start of `mfres train ARGS --restart auto` under the
 # launcher, with its output also appended to RUN_DIR/job.log. SIGUSR1 or
 # SIGTERM to this script (Slurm's --signal=B:USR1@T, scancel --signal,
@@ -34,7 +49,7 @@ mfres_run_dir() {
 # and exit 3; the job is then requeued, at most MFRES_MAX_RESTARTS times, and
 # the next start continues from that checkpoint. Exits with mfres's status.
 mfres_train() {
-    local dir restarts=${SLURM_RESTART_COUNT:-0} child rc launch
+    local dir restarts=${SLURM_RESTART_COUNT:-0} rc launch
     dir=$(mfres_run_dir "$@") || exit 2
     mkdir -p "$dir" || exit 1
     exec > >(tee -a "$dir/job.log") 2>&1
@@ -47,8 +62,7 @@ mfres_train() {
          "${SLURM_NTASKS:-?} tasks, launcher $MFRES_LAUNCHER, run directory $dir"
     "${launch[@]}" "$MFRES" train "$@" --restart auto &
     child=$!
-    trap 'echo "mfres job: signal received; asking mfres to checkpoint and stop";
-          kill -USR1 "$child" 2>/dev/null' USR1 TERM
+    trap 'mfres_forward' USR1 TERM
     # wait returns early when a trapped signal arrives: wait again until the
     # launcher has really exited.
     while :; do

@@ -12,7 +12,7 @@ from conftest import MFRES, REPO
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 CONFIG = os.path.join(REPO, "jobs", "configs", "default.ini")
 SMALL = ["--set", "train.steps=60", "--set", "output.log_every=20"]
-LONG = ["--set", "train.steps=600", "--set", "output.log_every=50"]
+LONG = ["--set", "train.steps=6000", "--set", "output.log_every=500"]  # about 12 s
 
 
 def metrics(run):
@@ -58,6 +58,12 @@ def wait_for_rows(run, rows, timeout=120):
     raise AssertionError(f"{run} made no progress")
 
 
+def signal_window_passed():
+    """The job scripts ignore signals in the first MFRES_IGNORE_SIGNALS_S = 5 s
+    of a start (see jobs/common.sh); a run that logs rows is past 1 s."""
+    time.sleep(5)
+
+
 def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *SMALL, "--out", tmp_path / "job")
@@ -77,6 +83,7 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *LONG, "--out", run, env={"MFRES_LAUNCHER": launcher})
     wait_for_rows(run, 2)
+    signal_window_passed()
     cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
@@ -85,7 +92,7 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     assert "start 2 on" in log and "restarting from" in log
     assert cluster.info(job)["Restarts"] == "1"
     by_hand(cluster, tmp_path / "hand", *LONG)
-    assert_same_run(tmp_path / "hand", run, 600)
+    assert_same_run(tmp_path / "hand", run, 6000)
 
 
 def test_scontrol_requeue_mid_run(cluster, tmp_path):
@@ -95,12 +102,31 @@ def test_scontrol_requeue_mid_run(cluster, tmp_path):
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *LONG, "--out", run)
     wait_for_rows(run, 2)
+    signal_window_passed()
     cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
     assert "restarting from" in log and "exited with status 0" in log
     by_hand(cluster, tmp_path / "hand", *LONG)
-    assert_same_run(tmp_path / "hand", run, 600)
+    assert_same_run(tmp_path / "hand", run, 6000)
+
+
+def test_real_time_limit(cluster, tmp_path):
+    """A real time limit and Slurm's own early signal: with --time=2 and
+    --signal=B:USR1@100 the warning comes at most 20 s into a start; the run
+    needs about 35 s here, so its first start is stopped with a checkpoint
+    and requeued, and a later start finishes it (with up to 120 s to spare,
+    so a slower machine passes too)."""
+    run = tmp_path / "job"
+    steps = ["--set", "train.steps=20000", "--set", "output.log_every=5000"]
+    job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@100", "-o",
+                         tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *steps,
+                         "--out", run)
+    assert cluster.wait(job, timeout=600) == ["COMPLETED"]
+    log = job_log(run)
+    assert int(cluster.info(job)["Restarts"]) >= 1
+    assert "stopped at step" in log and "restarting from" in log
+    assert "exited with status 0" in log and metrics(run)["step"][-1] == 20000
 
 
 def test_restart_bound_stops_a_run_that_cannot_finish(cluster, tmp_path):
