@@ -46,7 +46,6 @@ struct checkpoint_header {
     int64_t stride;         /* every stride-th particle of each layer */
     int ranks;              /* ranks that wrote it */
     char version[128];      /* mfres version that wrote it */
-    int64_t rows;           /* observables rows stored */
     struct mf_config cfg;   /* resolved configuration stored in the file */
 };
 

@@ -24,9 +24,6 @@ int64_t kernels_workspace(int64_t cm);
  * place); ds must not overlap a or s. */
 void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds);
 
-/* tanh(x) within 5e-16 relative of libm's; vectorizable. */
-double kernels_tanh(double x);
-
 /* Forward drift of one chunk, accumulated:
  *   drift[j] += sum_m u_m sigma(w_m . X[j] + b_m)        (j < n, m < cm) */
 void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_t cm,

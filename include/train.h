@@ -30,8 +30,8 @@ struct mf_observables {
 };
 
 /* The batch of step k: n indices into the training set, keyed by (seed, k);
- * sampled without replacement; identity when batch = 0. scratch holds
- * n_train entries. */
+ * sampled without replacement; identity when batch = 0. scratch holds the
+ * identity permutation of n_train entries, and is left so. */
 void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t step,
                          int64_t *idx, int64_t *scratch);
 

@@ -654,7 +654,6 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         fail(err, errlen, path, "no dataset 'observables/loss/value'");
         goto out;
     }
-    hdr->rows = (int64_t)rows[0];
     for (int k = 0; k < N_OBSERVABLES; k++) {
         char name[96];
         const char *parts[3] = {"step", "time", "value"};

@@ -81,8 +81,6 @@ static inline double tanh_fast(double x)
     return (small ? xs * (Q + z * P) : large) / (small ? Q : 1.0 + e);
 }
 
-double kernels_tanh(double x) { return tanh_fast(x); }
-
 void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds)
 {
     switch (activation) {

@@ -40,9 +40,10 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
             idx[i] = i;
         return;
     }
-    /* The first `batch` draws of a Fisher-Yates shuffle: without replacement. */
-    for (int64_t i = 0; i < n_train; i++)
-        scratch[i] = i;
+    /* The first `batch` draws of a Fisher-Yates shuffle of scratch (the
+     * identity): without replacement. idx keeps the swap partners, then the
+     * swaps are undone in reverse, which leaves scratch the identity again:
+     * O(batch) work per step, not O(n_train). */
     uint64_t bits[4];
     for (int64_t i = 0; i < batch; i++) {
         if (i % 4 == 0)
@@ -52,7 +53,13 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
         int64_t t = scratch[i];
         scratch[i] = scratch[j];
         scratch[j] = t;
-        idx[i] = scratch[i];
+        idx[i] = j;
+    }
+    for (int64_t i = batch - 1; i >= 0; i--) {
+        int64_t j = idx[i], drawn = scratch[i]; /* later swaps never touched slot i */
+        scratch[i] = scratch[j];
+        scratch[j] = drawn;
+        idx[i] = drawn;
     }
 }
 
@@ -76,7 +83,7 @@ struct train_workspace {
     double *P, *dP; /* [B][D] adjoint and its increment */
     double *y;      /* [B][y_dim] targets of the batch */
     int64_t *idx;   /* [B] batch indices */
-    int64_t *perm;  /* [n_train] scratch for sampling */
+    int64_t *perm;  /* [n_train] the identity, scratch for sampling */
     int64_t *order; /* [L] layer order */
     int64_t ne;     /* rows of the evaluation buffers: max(n_train, n_test) */
     double *E0, *E, *Es, *Edrift; /* [ne][D] input, ResNet state, shallow output, scratch */
@@ -96,6 +103,8 @@ static void workspace_alloc(struct train_workspace *w, const struct mf_config *c
     w->y = xmalloc((size_t)(w->B * ds->train.y_dim) * sizeof(double));
     w->idx = xmalloc((size_t)w->B * sizeof(int64_t));
     w->perm = xmalloc((size_t)n * sizeof(int64_t));
+    for (int64_t i = 0; i < n; i++)
+        w->perm[i] = i; /* the identity train_batch_indices expects */
     w->order = xmalloc((size_t)L * sizeof(int64_t));
     w->ne = n > ds->test.n ? n : ds->test.n;
     w->E0 = xmalloc((size_t)(w->ne * D) * sizeof(double));

@@ -16,6 +16,8 @@ static void test_batches(void **state)
     config_defaults(&cfg);
     enum { N = 50, B = 20 };
     int64_t idx[N], again[N], scratch[N];
+    for (int i = 0; i < N; i++)
+        scratch[i] = i;
     train_batch_indices(&cfg, N, 3, idx, scratch); /* batch = 0: everything, in order */
     for (int i = 0; i < N; i++)
         assert_int_equal(idx[i], i);
@@ -31,6 +33,8 @@ static void test_batches(void **state)
             counts[idx[i]]++;
         }
     }
+    for (int i = 0; i < N; i++) /* the scratch is the identity again */
+        assert_int_equal(scratch[i], i);
     for (int i = 0; i < N; i++) /* every sample equally likely */
         assert_close(counts[i], steps * (double)B / N, 0, 5 * sqrt(steps * 0.4 * 0.6));
     train_batch_indices(&cfg, N, 7, idx, scratch);
