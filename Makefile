@@ -67,7 +67,7 @@ $(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj
 	    -DMFRES_CFLAGS='"$(OPT) $(SANFLAGS)"' -c $< -o $@
 
 # The activations' selects vectorize only when GCC may evaluate both sides.
-$(BUILD)/obj/kernels.o: CFLAGS += -fno-trapping-math
+$(BUILD)/obj/kernels.o: CFLAGS += -fno-trapping-math -ffp-contract=fast
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
