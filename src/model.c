@@ -138,6 +138,60 @@ double model_loss(const struct mf_model *m, int64_t n, const double *XL, const d
     return total / (double)n;
 }
 
+/* One contiguous part (u, w or b) of a chunk: g = h raw is dE/dtheta, the
+ * velocity v = L M g + wd theta, theta -= lr v when applying. Returns the
+ * sum of v^2, kept in four partial sums so the loop vectorizes. */
+static double update_part(const struct mf_model *m, const struct mf_update *upd, int64_t n,
+                          double *theta, const double *raw, double *gout)
+{
+    const double h = m->h, lm = (double)m->particles.layers * (double)m->particles.width;
+    const double wd = upd ? upd->weight_decay : 0.0;
+    const double lr = upd && upd->apply ? upd->lr : 0.0;
+    double vv[4] = {0, 0, 0, 0};
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int k = 0; k < 4; k++) {
+            double v = lm * (h * raw[i + k]) + wd * theta[i + k];
+            vv[k] += v * v;
+            if (lr != 0.0)
+                theta[i + k] -= lr * v;
+        }
+    for (; i < n; i++) {
+        double v = lm * (h * raw[i]) + wd * theta[i];
+        vv[0] += v * v;
+        if (lr != 0.0)
+            theta[i] -= lr * v;
+    }
+    if (gout)
+        for (int64_t j = 0; j < n; j++)
+            gout[j] = h * raw[j];
+    return (vv[0] + vv[1]) + (vv[2] + vv[3]);
+}
+
+/* Langevin noise sqrt(2 lr T) xi on a chunk's updated particles. xi is keyed
+ * by (step, layer, particle, component / 4), components in the order u, w, b:
+ * the same on any rank count. */
+static void add_noise(struct mf_model *m, const struct mf_update *upd, int64_t l, int64_t i0,
+                      int64_t cm)
+{
+    struct mf_particles *p = &m->particles;
+    const int D = p->dim;
+    const int64_t local = l * p->count + i0;
+    const double noise = sqrt(2.0 * upd->lr * upd->temperature);
+    for (int64_t i = 0; i < cm; i++) {
+        double *theta[3] = {p->u + (local + i) * D, p->w + (local + i) * D, p->b + local + i};
+        double z[4];
+        int comp = 0;
+        for (int part = 0; part < 3; part++)
+            for (int k = 0; k < (part < 2 ? D : 1); k++, comp++) {
+                if (comp % 4 == 0)
+                    rng_normal4(upd->seed, RNG_NOISE, (uint64_t)upd->step, (uint64_t)l,
+                                (uint64_t)(p->first + i0 + i), (uint64_t)comp / 4, z);
+                theta[part][k] += noise * z[comp % 4];
+            }
+    }
+}
+
 /* Turn one chunk's raw sums into dE/dtheta, optionally copy it out, and
  * apply the update. Returns the chunk's sum of squared velocities. */
 static double update_chunk(struct mf_model *m, const struct mf_update *upd, int64_t l,
@@ -147,43 +201,13 @@ static double update_chunk(struct mf_model *m, const struct mf_update *upd, int6
     struct mf_particles *p = &m->particles;
     const int D = p->dim;
     const int64_t local = l * p->count + i0;
-    const double lm = (double)p->layers * (double)p->width;
-    const double noise = upd && upd->apply && upd->temperature > 0
-                             ? sqrt(2.0 * upd->lr * upd->temperature)
-                             : 0.0;
-    const double wd = upd ? upd->weight_decay : 0.0;
-    double vv = 0;
-    for (int64_t i = 0; i < cm; i++) {
-        double *theta[3] = {p->u + (local + i) * D, p->w + (local + i) * D, p->b + local + i};
-        const double *graw[3] = {gu + i * D, gw + i * D, gb + i};
-        double *gout[3] = {NULL, NULL, NULL};
-        if (upd && upd->grad_u) {
-            gout[0] = upd->grad_u + (local + i) * D;
-            gout[1] = upd->grad_w + (local + i) * D;
-            gout[2] = upd->grad_b + local + i;
-        }
-        double z[4];
-        int comp = 0; /* component index 0..2D in the order u, w, b */
-        for (int part = 0; part < 3; part++) {
-            int len = part < 2 ? D : 1;
-            for (int k = 0; k < len; k++, comp++) {
-                double g = m->h * graw[part][k]; /* dE/dtheta */
-                double v = lm * g + wd * theta[part][k];
-                vv += v * v;
-                if (gout[part])
-                    gout[part][k] = g;
-                if (upd && upd->apply) {
-                    theta[part][k] -= upd->lr * v;
-                    if (noise > 0) {
-                        if (comp % 4 == 0)
-                            rng_normal4(upd->seed, RNG_NOISE, (uint64_t)upd->step, (uint64_t)l,
-                                        (uint64_t)(p->first + i0 + i), (uint64_t)comp / 4, z);
-                        theta[part][k] += noise * z[comp % 4];
-                    }
-                }
-            }
-        }
-    }
+    const int copy = upd && upd->grad_u;
+    double vv = update_part(m, upd, cm * D, p->u + local * D, gu,
+                            copy ? upd->grad_u + local * D : NULL);
+    vv += update_part(m, upd, cm * D, p->w + local * D, gw, copy ? upd->grad_w + local * D : NULL);
+    vv += update_part(m, upd, cm, p->b + local, gb, copy ? upd->grad_b + local : NULL);
+    if (upd && upd->apply && upd->temperature > 0)
+        add_noise(m, upd, l, i0, cm);
     return vv;
 }
 
