@@ -66,7 +66,8 @@ $(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj
 	$(Q)$(MPICC) $(CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
 	    -DMFRES_CFLAGS='"$(OPT) $(SANFLAGS)"' -c $< -o $@
 
-# The activations' selects vectorize only when GCC may evaluate both sides.
+# The activations' selects vectorize only when GCC may evaluate both sides; their
+# polynomials are chains of FMAs.
 $(BUILD)/obj/kernels.o: CFLAGS += -fno-trapping-math -ffp-contract=fast
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)

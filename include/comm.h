@@ -23,6 +23,12 @@ int comm_size(MPI_Comm comm);
  * Timed under TIMER_MPI. Collective. */
 void comm_sum(double *values, long n, MPI_Comm comm);
 
+/* When on, comm_sum first waits in a barrier, timed under TIMER_MPI_WAIT
+ * as well: TIMER_MPI then splits into waiting for the slowest rank (load
+ * imbalance) and the reduction itself. For benchmarks; off by default, as
+ * it adds a barrier's latency to every reduction. */
+void comm_time_waits(int on);
+
 /* Maximum of one double over all ranks, on every rank. Collective. */
 double comm_max(double value, MPI_Comm comm);
 

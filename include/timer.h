@@ -17,6 +17,7 @@ enum timer_id {
     TIMER_BACKWARD, /* adjoint passes, gradients and the particle update */
     TIMER_EVAL,     /* observables: full-set loss, test loss, shallow gap */
     TIMER_MPI,      /* time inside MPI reductions (part of the above) */
+    TIMER_MPI_WAIT, /* the part of it spent waiting for other ranks (comm_time_waits) */
     TIMER_OUTPUT,   /* metrics and progress output */
     TIMER_COUNT
 };

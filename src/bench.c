@@ -134,6 +134,7 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     double *peaks = seconds + n, *fraction = peaks + n + 1, *sorted_peaks = fraction + n;
     const double flops_per_rank = 12.0 * (double)o.batch * (double)cfg.model.dim *
                                   (double)cfg.model.width * (double)cfg.model.layers / ranks;
+    comm_time_waits(1);
     timer_reset_all();
     double step_total = 0;
     peaks[0] = kernels_dgemm_gflops(0.2);
@@ -147,6 +148,8 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
         fraction[k] = flops_per_rank / seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
     }
     const double mpi_seconds = timer_seconds(TIMER_MPI);
+    const double wait_seconds = timer_seconds(TIMER_MPI_WAIT);
+    comm_time_waits(0);
     comm_sum(fraction, (long)n, comm); /* the mean over ranks of each step's ratio */
     for (int64_t k = 0; k < n; k++)
         fraction[k] /= ranks;
@@ -158,6 +161,12 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     int mpi_slowest;
     comm_stats(mpi_seconds / step_total, comm, &mpi_min, &mpi_mean, &mpi_max,
                &mpi_slowest);
+    double wait_min, wait_mean, wait_max, reduce_min, reduce_mean, reduce_max;
+    int wait_slowest, reduce_slowest;
+    comm_stats(wait_seconds / step_total, comm, &wait_min, &wait_mean, &wait_max,
+               &wait_slowest);
+    comm_stats((mpi_seconds - wait_seconds) / step_total, comm, &reduce_min, &reduce_mean,
+               &reduce_max, &reduce_slowest);
     double peak_min, peak_mean, peak_max;
     int peak_slowest;
     comm_stats(peak, comm, &peak_min, &peak_mean, &peak_max, &peak_slowest);
@@ -194,6 +203,10 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
         printf("  RSS / (1.25 state + 64 MiB) %5.2f\n", rss / (1.25 * state + 64 * 1048576.0));
         printf("  time in MPI              %8.1f %% mean (min %.1f %%, max %.1f %% on rank %d)\n",
                100 * mpi_mean, 100 * mpi_min, 100 * mpi_max, mpi_slowest);
+        printf("    waiting for other ranks%8.1f %% mean (max %.1f %% on rank %d)\n",
+               100 * wait_mean, 100 * wait_max, wait_slowest);
+        printf("    reductions             %8.1f %% mean (max %.1f %% on rank %d)\n",
+               100 * reduce_mean, 100 * reduce_max, reduce_slowest);
         fflush(stdout);
         if (o.tsv) {
             FILE *f = fopen(o.tsv, "a");
@@ -203,12 +216,13 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
                 fprintf(f, "label\tranks\tlayers\twidth\tdim\tbatch\tsteps\tdgemm_gflops\t"
                            "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
                            "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
-                           "mpi_fraction_max\n");
+                           "mpi_fraction_max\tmpi_wait_fraction_max\t"
+                           "mpi_reduce_fraction_max\n");
             fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-                       "%.0f\t%.0f\t%.6g\t%.6g\n",
+                       "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\n",
                     o.label, ranks, L, M, D, B, (long long)o.steps, peak_mean, gflops,
                     fraction[n / 2], median, seconds[0], seconds[o.steps - 1], rss, state,
-                    mpi_mean, mpi_max);
+                    mpi_mean, mpi_max, wait_max, reduce_max);
             fclose(f);
         }
     }

@@ -32,9 +32,18 @@ int comm_size(MPI_Comm comm)
     return size;
 }
 
+static int time_waits;
+
+void comm_time_waits(int on) { time_waits = on; }
+
 void comm_sum(double *values, long n, MPI_Comm comm)
 {
     timer_start(TIMER_MPI);
+    if (time_waits) {
+        timer_start(TIMER_MPI_WAIT);
+        MPI_Barrier(comm);
+        timer_stop(TIMER_MPI_WAIT);
+    }
     /* MPI counts are int: reduce in slices for very large buffers. */
     const long slice = 1L << 30;
     for (long off = 0; off < n; off += slice) {

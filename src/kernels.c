@@ -3,10 +3,12 @@
  *
  * Per block of r <= MF_ROW_BLOCK samples and a chunk of cm particles:
  *   forward   A = X W^T + b, S = sigma(A), drift += S U            4 r cm D flops
- *   backward  A = X W^T + b, S, S' = sigma(A), sigma'(A)           2 r cm D (recompute)
- *             Q = S' .* (P U^T)                                     2 r cm D
- *             dP += Q W, gu += S^T P, gw += Q^T X, gb += colsum Q   6 r cm D
- * The r x cm blocks A/S, S' and Q are the whole workspace.
+ *   backward  A = X W^T + b (recomputed), Q = P U^T                 4 r cm D
+ *             per row: S = sigma(A), Q .*= sigma'(A), gb += Q       (one pass)
+ *             dP += Q W, gu += S^T P, gw += Q^T X                   6 r cm D
+ * The r x cm blocks A/S and Q and one row of sigma' are the whole
+ * workspace. This file is compiled with FMA contraction
+ * (-ffp-contract=fast): the activations' polynomials are chains of FMAs.
  */
 #include "kernels.h"
 

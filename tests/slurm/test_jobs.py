@@ -175,15 +175,22 @@ def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/scaling.sbatch",
                          "--layers", "2", "--width", "3000", "--dim", "8", "--batch", "32",
                          "--steps", "3",
-                         env={"MFRES_SCALING_TASKS": "1 2", "MFRES_SCALING_TSV": str(tsv)})
+                         env={"MFRES_SCALING_TASKS": "1 2", "MFRES_SCALING_REPEATS": "2",
+                              "MFRES_SCALING_TSV": str(tsv)})
     assert cluster.wait(job) == ["COMPLETED"]
     rows = [line.split("\t") for line in open(tsv).read().splitlines()]
     header, rows = rows[0], rows[1:]
     col = {name: i for i, name in enumerate(header)}
-    assert [(r[col["label"]], r[col["ranks"]], r[col["width"]]) for r in rows] == [
+    assert [(r[col["label"]], r[col["ranks"]], r[col["width"]]) for r in rows] == 2 * [
         ("strong", "1", "3000"), ("weak", "1", "3000"), ("strong", "2", "3000"),
         ("weak", "2", "6000")]
     assert all(float(r[col["seconds_median"]]) > 0 for r in rows)
     out = open(tmp_path / "slurm.out").read()
-    table = out[out.index("scaling table"):]
-    assert "speed-up" in table and table.count("strong") == 2 and table.count("weak") == 2
+    table = out[out.index("scaling table"):].splitlines()
+    assert "speed-up" in table[1] and "(medians of 2 repeats;" in table[-2]
+    # Each row is the median (here the mean) of its configuration's two repeats.
+    printed = {(t.split()[0], t.split()[1]): float(t.split()[3]) for t in table[2:6]}
+    for label, ranks in printed:
+        times = [float(r[col["seconds_median"]]) for r in rows
+                 if (r[col["label"]], r[col["ranks"]]) == (label, ranks)]
+        assert abs(printed[label, ranks] - sum(times) / 2) < 1e-4
