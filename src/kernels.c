@@ -154,18 +154,18 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
     double *S = work;
     double *Q = S + MF_ROW_BLOCK * cm;
     double *dS = Q + MF_ROW_BLOCK * cm; /* one row */
+    /* Every product accumulates (beta = 1) into memory zeroed here: OpenBLAS's
+     * own beta = 0 pass is slower than memset. */
     memset(gb, 0, (size_t)cm * sizeof *gb);
-    if (n <= 0) {
-        memset(gu, 0, (size_t)(cm * dim) * sizeof *gu);
-        memset(gw, 0, (size_t)(cm * dim) * sizeof *gw);
-    }
+    memset(gu, 0, (size_t)(cm * dim) * sizeof *gu);
+    memset(gw, 0, (size_t)(cm * dim) * sizeof *gw);
     for (int64_t j0 = 0; j0 < n; j0 += MF_ROW_BLOCK) {
         int64_t r = n - j0 < MF_ROW_BLOCK ? n - j0 : MF_ROW_BLOCK;
         const double *Xb = X + j0 * dim, *Pb = P + j0 * dim;
-        double beta = j0 == 0 ? 0.0 : 1.0; /* first block overwrites gu, gw */
         preactivation(r, dim, Xb, cm, W, bias, S);
+        memset(Q, 0, (size_t)(r * cm) * sizeof *Q);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)cm, dim, 1.0, Pb, dim,
-                    U, dim, 0.0, Q, (int)cm);
+                    U, dim, 1.0, Q, (int)cm);
         /* One pass per row while it is in L1: S = sigma(A), Q = sigma'(A) .* (P U^T),
          * gb += Q. */
         for (int64_t j = 0; j < r; j++) {
@@ -180,9 +180,9 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, Q,
                         (int)cm, W, dim, 1.0, dP + j0 * dim, dim);
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, S,
-                    (int)cm, Pb, dim, beta, gu, dim);
+                    (int)cm, Pb, dim, 1.0, gu, dim);
         cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, Q,
-                    (int)cm, Xb, dim, beta, gw, dim);
+                    (int)cm, Xb, dim, 1.0, gw, dim);
     }
 }
 
