@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 /* Sample rows per block inside a kernel call. */
-#define MF_ROW_BLOCK 256
+#define MF_ROW_BLOCK 128
 
 /* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
 int64_t kernels_workspace(int64_t cm);
