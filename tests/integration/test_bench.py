@@ -11,8 +11,10 @@ def test_bench_table_and_tsv(tmp_path):
         out = mfres("bench", "--layers", "2", "--width", "500", "--dim", "8", "--batch", "16",
                     "--steps", "3", "--tsv", tsv, "--label", "t", ranks=2, check=True).stdout
     for line in ("DGEMM peak per rank", "step, nominal", "step / DGEMM peak",
-                 "seconds per step", "peak RSS per rank", "time in MPI"):
+                 "seconds per step", "peak RSS per rank", "time in MPI",
+                 "waiting for other ranks", "reductions"):
         assert line in out
+    assert "medians of 4 between the steps" in out  # before the first step and after each
     assert re.search(r"seconds per step\s+[0-9.]+ median \(min [0-9.]+, max [0-9.]+\)", out)
     assert re.search(r"max [0-9.]+ % on rank [01]\)", out)
     lines = open(tsv).read().splitlines()
@@ -21,6 +23,9 @@ def test_bench_table_and_tsv(tmp_path):
     assert row["label"] == "t" and row["ranks"] == "2" and row["width"] == "500"
     assert float(row["state_bytes"]) == 2 * 256 * 17 * 8  # rank 0: 2 chunks of 128 per layer
     assert 0 < float(row["peak_fraction"]) < 1.5
+    # The wait is part of the MPI time on every rank, so also of its maximum.
+    assert 0 <= float(row["mpi_wait_fraction_max"]) <= float(row["mpi_fraction_max"])
+    assert 0 <= float(row["mpi_reduce_fraction_max"]) <= float(row["mpi_fraction_max"])
 
 
 def test_bench_weak_scaling_width(tmp_path):
