@@ -26,6 +26,12 @@ noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define log_fatal(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)
 
+/* Write "WHAT 'PATH': message" into err (errlen bytes) and return -1: the
+ * one form of an error about a file the user named, e.g. "checkpoint
+ * 'run/c.h5': incomplete". */
+int log_file_error(char *err, size_t errlen, const char *what, const char *path,
+                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 /* malloc that never returns NULL (fatal on failure); zero bytes gives NULL. */
 void *log_xmalloc_at(const char *file, int line, size_t bytes);
 void *log_xcalloc_at(const char *file, int line, size_t count, size_t size);

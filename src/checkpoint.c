@@ -18,7 +18,6 @@
 #include <fcntl.h>
 #include <hdf5.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -474,19 +473,6 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
 
 /* ---- reading ---- */
 
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int fail(char *err, size_t errlen, const char *path, const char *fmt, ...)
-{
-    char why[MF_ERR_MAX / 2];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    snprintf(err, errlen, "checkpoint '%s': %s", path, why);
-    return -1;
-}
-
 static int read_attr(hid_t loc, const char *obj, const char *name, hid_t type, void *out)
 {
     if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
@@ -543,7 +529,7 @@ static int expect_dims(hid_t file, const char *path, const char *name, int rank,
     hsize_t dims[3] = {0};
     int r = dataset_dims(file, name, dims);
     if (r < 0)
-        return fail(err, errlen, path, "no dataset '%s'", name);
+        return log_file_error(err, errlen, "checkpoint", path, "no dataset '%s'", name);
     int same = r == rank;
     for (int i = 0; same && i < rank; i++)
         same = dims[i] == want[i];
@@ -556,8 +542,8 @@ static int expect_dims(hid_t file, const char *path, const char *name, int rank,
     for (int i = 0; i < rank; i++)
         snprintf(need + strlen(need), sizeof need - strlen(need), "[%llu]",
                  (unsigned long long)want[i]);
-    return fail(err, errlen, path, "dataset '%s' has shape %s, expected %s", name,
-                r ? have : "[] (scalar)", need);
+    return log_file_error(err, errlen, "checkpoint", path, "dataset '%s' has shape %s, expected %s",
+                          name, r ? have : "[] (scalar)", need);
 }
 
 /* The stored INI text, malloc'ed; NULL when missing. */
@@ -589,7 +575,7 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
     memset(hdr, 0, sizeof *hdr);
     hid_t file = h5_open_read(path, why, sizeof why);
     if (file < 0)
-        return fail(err, errlen, path, "%s", why);
+        return log_file_error(err, errlen, "checkpoint", path, "%s", why);
 
     int status = -1;
     char creator[64], kind[32], label[MF_PATH_MAX + 64];
@@ -598,22 +584,25 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
     char *text = NULL;
     if (H5Lexists(file, "h5md", H5P_DEFAULT) <= 0 ||
         read_attr_text(file, "h5md/creator", "name", creator, sizeof creator) != 0) {
-        fail(err, errlen, path, "not an mfres file (no /h5md/creator)");
+        log_file_error(err, errlen, "checkpoint", path, "not an mfres file (no /h5md/creator)");
         goto out;
     }
     if (strcmp(creator, "mfres")) {
-        fail(err, errlen, path, "not an mfres file (written by '%s')", creator);
+        log_file_error(err, errlen, "checkpoint", path, "not an mfres file (written by '%s')",
+                       creator);
         goto out;
     }
     if (read_attr(file, "h5md", "version", H5T_NATIVE_INT, version) != 0 || version[0] != 1 ||
         version[1] != 1) {
-        fail(err, errlen, path, "H5MD version %d.%d, expected 1.1", version[0], version[1]);
+        log_file_error(err, errlen, "checkpoint", path, "H5MD version %d.%d, expected 1.1",
+                       version[0], version[1]);
         goto out;
     }
     if (H5Lexists(file, "checkpoint", H5P_DEFAULT) <= 0 ||
         read_attr(file, "checkpoint", "complete", H5T_NATIVE_INT64, &complete) != 0 ||
         complete != 1) {
-        fail(err, errlen, path, "incomplete (no complete = 1 in /checkpoint)");
+        log_file_error(err, errlen, "checkpoint", path,
+                       "incomplete (no complete = 1 in /checkpoint)");
         goto out;
     }
     if (read_attr_text(file, "checkpoint", "kind", kind, sizeof kind) != 0 ||
@@ -622,12 +611,13 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         read_attr(file, "checkpoint", "stride", H5T_NATIVE_INT64, &hdr->stride) != 0 ||
         read_attr(file, "checkpoint", "ranks", H5T_NATIVE_INT, &hdr->ranks) != 0 ||
         read_attr_text(file, "checkpoint", "version", hdr->version, sizeof hdr->version) != 0) {
-        fail(err, errlen, path, "/checkpoint lacks kind, step, time, stride, ranks or version");
+        log_file_error(err, errlen, "checkpoint", path,
+                       "/checkpoint lacks kind, step, time, stride, ranks or version");
         goto out;
     }
     hdr->kind = strcmp(kind, "snapshot") ? CHECKPOINT_FULL : CHECKPOINT_SNAPSHOT;
     if (!(text = read_config_text(file))) {
-        fail(err, errlen, path, "no configuration (/parameters/config)");
+        log_file_error(err, errlen, "checkpoint", path, "no configuration (/parameters/config)");
         goto out;
     }
     snprintf(label, sizeof label, "%s:/parameters/config", path);
@@ -637,7 +627,8 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
     const struct mf_config *c = &hdr->cfg;
     const hsize_t L = (hsize_t)c->model.layers, D = (hsize_t)c->model.dim;
     if (hdr->stride < 1 || c->model.width < 1 || D < 1) {
-        fail(err, errlen, path, "stored stride, width or dim is not positive");
+        log_file_error(err, errlen, "checkpoint", path,
+                       "stored stride, width or dim is not positive");
         goto out;
     }
     const hsize_t N = L * (hsize_t)((c->model.width + hdr->stride - 1) / hdr->stride);
@@ -651,7 +642,7 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         goto out;
     hsize_t rows[3] = {0};
     if (dataset_dims(file, "observables/loss/value", rows) != 1) {
-        fail(err, errlen, path, "no dataset 'observables/loss/value'");
+        log_file_error(err, errlen, "checkpoint", path, "no dataset 'observables/loss/value'");
         goto out;
     }
     for (int k = 0; k < N_OBSERVABLES; k++) {
@@ -676,7 +667,8 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
                 goto out;
         }
         if (hdr->stride != 1) {
-            fail(err, errlen, path, "a checkpoint with stride %lld", (long long)hdr->stride);
+            log_file_error(err, errlen, "checkpoint", path, "a checkpoint with stride %lld",
+                           (long long)hdr->stride);
             goto out;
         }
     }

@@ -19,7 +19,6 @@
 
 #include <hdf5.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -176,19 +175,6 @@ void data_free(struct mf_dataset *ds)
 
 /* ---- data files (HDF5) ---- */
 
-static int file_error(char *err, size_t errlen, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static int file_error(char *err, size_t errlen, const char *path, const char *fmt, ...)
-{
-    char why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    snprintf(err, errlen, "data.file '%s': %s", path, why);
-    return -1;
-}
-
 /* Read a whole 1-D or 2-D dataset as doubles. Returns 0 or -1 with err. */
 static int read_matrix(hid_t file, const char *path, const char *name, int *rank,
                        hsize_t dims[2], double **out, int *is_integer, char *err, size_t errlen)
@@ -197,25 +183,25 @@ static int read_matrix(hid_t file, const char *path, const char *name, int *rank
     hid_t dset = H5I_INVALID_HID, space = H5I_INVALID_HID, type = H5I_INVALID_HID;
     *out = NULL;
     if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
-        file_error(err, errlen, path, "no dataset '/%s'", name);
+        log_file_error(err, errlen, "data.file", path, "no dataset '/%s'", name);
         goto out;
     }
     if ((dset = H5Dopen2(file, name, H5P_DEFAULT)) < 0 || (space = H5Dget_space(dset)) < 0 ||
         (type = H5Dget_type(dset)) < 0) {
-        file_error(err, errlen, path, "cannot open dataset '/%s'", name);
+        log_file_error(err, errlen, "data.file", path, "cannot open dataset '/%s'", name);
         goto out;
     }
     H5T_class_t cls = H5Tget_class(type);
     if (cls != H5T_INTEGER && cls != H5T_FLOAT) {
-        file_error(err, errlen, path, "dataset '/%s' is not numeric", name);
+        log_file_error(err, errlen, "data.file", path, "dataset '/%s' is not numeric", name);
         goto out;
     }
     *is_integer = cls == H5T_INTEGER;
     *rank = H5Sget_simple_extent_ndims(space);
     dims[1] = 1;
     if (*rank < 1 || *rank > 2) {
-        file_error(err, errlen, path, "dataset '/%s' has %d dimensions (expected 1 or 2)", name,
-                   *rank);
+        log_file_error(err, errlen, "data.file", path,
+                       "dataset '/%s' has %d dimensions (expected 1 or 2)", name, *rank);
         goto out;
     }
     H5Sget_simple_extent_dims(space, dims, NULL);
@@ -223,18 +209,18 @@ static int read_matrix(hid_t file, const char *path, const char *name, int *rank
         dims[1] = 1;
     size_t count = (size_t)(dims[0] * dims[1]);
     if (count == 0) {
-        file_error(err, errlen, path, "dataset '/%s' is empty", name);
+        log_file_error(err, errlen, "data.file", path, "dataset '/%s' is empty", name);
         goto out;
     }
     *out = xmalloc(count * sizeof(double));
     if (H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-        file_error(err, errlen, path, "cannot read dataset '/%s'", name);
+        log_file_error(err, errlen, "data.file", path, "cannot read dataset '/%s'", name);
         goto out;
     }
     for (size_t i = 0; i < count; i++)
         if (!isfinite((*out)[i])) {
-            file_error(err, errlen, path, "dataset '/%s' holds a NaN or Inf at element %zu",
-                       name, i);
+            log_file_error(err, errlen, "data.file", path,
+                           "dataset '/%s' holds a NaN or Inf at element %zu", name, i);
             goto out;
         }
     status = 0;
@@ -261,16 +247,16 @@ int data_read_file(const char *path, struct mf_data_file *f, char *err, size_t e
     char why[256];
     file = h5_open_read(path, why, sizeof why);
     if (file < 0)
-        return file_error(err, errlen, path, "%s", why);
+        return log_file_error(err, errlen, "data.file", path, "%s", why);
     if (read_matrix(file, path, "x", &xrank, xdims, &f->x, &xint, err, errlen) ||
         read_matrix(file, path, "y", &yrank, ydims, &f->y, &yint, err, errlen))
         goto out;
     if (xrank != 2) {
-        file_error(err, errlen, path, "dataset '/x' must be 2-D [n][d_in]");
+        log_file_error(err, errlen, "data.file", path, "dataset '/x' must be 2-D [n][d_in]");
         goto out;
     }
     if (ydims[0] != xdims[0]) {
-        file_error(err, errlen, path, "'/x' has %llu rows but '/y' has %llu",
+        log_file_error(err, errlen, "data.file", path, "'/x' has %llu rows but '/y' has %llu",
                    (unsigned long long)xdims[0], (unsigned long long)ydims[0]);
         goto out;
     }
@@ -281,8 +267,8 @@ int data_read_file(const char *path, struct mf_data_file *f, char *err, size_t e
         int64_t classes = 0;
         for (int64_t j = 0; j < f->shape.rows; j++) {
             if (f->y[j] < 0) {
-                file_error(err, errlen, path, "label y[%lld] = %g is negative", (long long)j,
-                           f->y[j]);
+                log_file_error(err, errlen, "data.file", path, "label y[%lld] = %g is negative",
+                               (long long)j, f->y[j]);
                 goto out;
             }
             if ((int64_t)f->y[j] + 1 > classes)

@@ -11,6 +11,18 @@
 
 static int log_rank;
 
+int log_file_error(char *err, size_t errlen, const char *what, const char *path,
+                   const char *fmt, ...)
+{
+    char why[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    snprintf(err, errlen, "%s '%s': %s", what, path, why);
+    return -1;
+}
+
 void log_set_rank(int rank) { log_rank = rank; }
 
 void log_info(const char *fmt, ...)
