@@ -51,9 +51,10 @@ int kernels_blas_threads(void);
 /* The BLAS core OpenBLAS chose, e.g. "Haswell". */
 const char *kernels_blas_core(void);
 
-/* NULL when the BLAS core suits this CPU; otherwise the OPENBLAS_CORETYPE
- * value to set (OpenBLAS 0.3.21 may pick the generic "Prescott" core on CPUs
- * it does not know, and run several times slower). */
-const char *kernels_blas_advice(void);
+/* Warns on stderr when OpenBLAS runs a generic core on a CPU with AVX2,
+ * naming the OPENBLAS_CORETYPE value that fixes it (OpenBLAS 0.3.21 may pick
+ * the generic "Prescott" core on CPUs it does not know, and run several times
+ * slower). Returns whether it warned. */
+int kernels_warn_generic_blas(void);
 
 #endif

@@ -105,6 +105,8 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
         }
         return 2;
     }
+    if (rank == 0)
+        kernels_warn_generic_blas(); /* before the minutes a slow core would take */
 
     struct mf_config cfg;
     config_defaults(&cfg);

@@ -212,7 +212,8 @@ int kernels_blas_threads(void) { return openblas_get_num_threads(); }
 
 const char *kernels_blas_core(void) { return openblas_get_corename(); }
 
-const char *kernels_blas_advice(void)
+/* NULL when the BLAS core suits this CPU, else the OPENBLAS_CORETYPE to set. */
+static const char *blas_advice(void)
 {
     static const char *const avx2_cores[] = {"haswell", "zen", "skylakex", "cooperlake",
                                              "sapphirerapids"};
@@ -224,4 +225,14 @@ const char *kernels_blas_advice(void)
         if (!strcasecmp(core, avx2_cores[i]))
             return NULL;
     return __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell";
+}
+
+int kernels_warn_generic_blas(void)
+{
+    const char *advice = blas_advice();
+    if (advice)
+        log_warn("OpenBLAS uses the generic core '%s' on a CPU with AVX2; it may run several "
+                 "times slower. Set OPENBLAS_CORETYPE=%s.",
+                 kernels_blas_core(), advice);
+    return advice != NULL;
 }

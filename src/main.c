@@ -220,11 +220,8 @@ static void print_banner(const struct mf_config *cfg, const struct mf_model *m, 
              config_data_kind_name(cfg->data.kind), (long long)cfg->data.samples,
              (long long)cfg->data.test_samples, (long long)cfg->data.input_dim,
              (long long)cfg->data.output_dim);
-    const char *advice = kernels_blas_advice();
-    if (advice && comm_rank(m->comm) == 0)
-        log_warn("OpenBLAS uses the generic core '%s' on a CPU with AVX2; it may run several "
-                 "times slower. Set OPENBLAS_CORETYPE=%s.",
-                 kernels_blas_core(), advice);
+    if (comm_rank(m->comm) == 0)
+        kernels_warn_generic_blas();
 }
 
 static int cmd_train(int argc, char **argv, MPI_Comm comm)
