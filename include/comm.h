@@ -8,6 +8,7 @@
 #define MFRES_COMM_H
 
 #include <mpi.h>
+#include <stdint.h>
 #include <stdnoreturn.h>
 
 /* MPI_Init; returns MPI_COMM_WORLD. Collective over the job. */
@@ -36,6 +37,17 @@ double comm_max(double value, MPI_Comm comm);
  * max, on every rank. Collective. */
 void comm_stats(double value, MPI_Comm comm, double *min, double *mean, double *max,
                 int *max_rank);
+
+/* Every rank's value, in rank order, into all[comm_size]. Collective. */
+void comm_allgather(double value, double *all, MPI_Comm comm);
+void comm_allgather_i64(int64_t value, int64_t *all, MPI_Comm comm);
+
+/* Personalised exchange of items of `item` doubles: send_counts[r] items go
+ * to rank r, taken in rank order from send; recv_counts[r] items come from
+ * rank r, stored in rank order in recv. Each rank's counts must match its
+ * peers'. Collective. */
+void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
+                   const int64_t *recv_counts, int item, MPI_Comm comm);
 
 /* Logical AND of ok over all ranks: nonzero only if every rank passed
  * nonzero. The way ranks agree to stop together. Collective. */

@@ -61,6 +61,7 @@ struct mf_config {
         int order;           /* enum mf_order */
         int loss;            /* enum mf_loss */
         int64_t seed;
+        int64_t balance_every; /* rebalance particles over ranks every k steps; 0 = off */
     } train;
     struct {
         char dir[MF_PATH_MAX]; /* run directory */

@@ -12,6 +12,7 @@
 #ifndef MFRES_PARTICLES_H
 #define MFRES_PARTICLES_H
 
+#include <mpi.h>
 #include <stdint.h>
 
 #include "rng.h"
@@ -41,6 +42,14 @@ void particles_partition(int64_t width, int rank, int ranks, int64_t *first, int
 void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
                      int ranks);
 void particles_free(struct mf_particles *p);
+
+/* Move particles between the ranks of comm so that rank r owns
+ * [bounds[r], bounds[r + 1]) of every layer. bounds has comm_size + 1
+ * entries, from 0 to width, non-decreasing, multiples of MF_CHUNK except the
+ * last; every rank passes the same. Values are moved, not recomputed; the
+ * extra memory is the moving particles only (kept ones are shifted in place).
+ * Collective. */
+void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Comm comm);
 
 /* Draw the initial values of the owned particles from the stream (seed,
  * purpose): u ~ N(0, u_std^2), w ~ N(0, w_std^2 / D), b ~ N(0, b_std^2) per

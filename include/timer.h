@@ -19,6 +19,7 @@ enum timer_id {
     TIMER_MPI,      /* time inside MPI reductions (part of the above) */
     TIMER_MPI_WAIT, /* the part of it spent waiting for other ranks (comm_time_waits) */
     TIMER_OUTPUT,   /* metrics and progress output */
+    TIMER_BALANCE,  /* load balancing: planning and moving particles */
     TIMER_COUNT
 };
 

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "balance.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
@@ -25,6 +26,7 @@
 
 struct bench_options {
     int64_t layers, width, dim, batch, steps;
+    int64_t balance;    /* rebalance every k steps; 0 = off */
     int per_rank;       /* width is per rank: M = width x ranks (weak scaling) */
     int activation;     /* enum mf_activation */
     const char *tsv;    /* append a TSV row here (NULL: none) */
@@ -36,16 +38,17 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: mpirun -n R mfres bench [--layers L] [--width M] [--per-rank] [--dim D]\n"
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
-            "                   [--label TEXT]\n"
+            "                   [--label TEXT] [--balance K]\n"
             "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh. --per-rank makes M\n"
             "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
-            "header when the file is new).\n");
+            "header when the file is new). --balance K moves particles to the faster ranks\n"
+            "every K steps, as train.balance_every does (its time counts in the steps).\n");
 }
 
 /* Parse options; 0 or -1 with err. */
 static int parse(int argc, char **argv, struct bench_options *o, char *err, size_t errlen)
 {
-    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, MF_ACT_TANH, NULL, "bench"};
+    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, MF_ACT_TANH, NULL, "bench"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t *field = !strcmp(a, "--layers") ? &o->layers
@@ -53,7 +56,8 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
                          : !strcmp(a, "--dim")   ? &o->dim
                          : !strcmp(a, "--batch") ? &o->batch
                          : !strcmp(a, "--steps") ? &o->steps
-                                                 : NULL;
+                         : !strcmp(a, "--balance") ? &o->balance
+                                                   : NULL;
         if (!strcmp(a, "--per-rank")) {
             o->per_rank = 1;
             continue;
@@ -138,12 +142,19 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
                                   (double)cfg.model.width * (double)cfg.model.layers / ranks;
     comm_time_waits(1);
     timer_reset_all();
-    double step_total = 0;
+    double step_total = 0, busy = 0;
+    int64_t moves = 0, moved = 0;
     peaks[0] = kernels_dgemm_gflops(0.2);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
-        double t0 = comm_wtime();
+        double t0 = comm_wtime(), mpi0 = timer_seconds(TIMER_MPI);
         train_step(&cfg, &ds, &m, w, k + 1);
+        busy += comm_wtime() - t0 - (timer_seconds(TIMER_MPI) - mpi0);
+        if (o.balance && (k + 1) % o.balance == 0) {
+            double imbalance;
+            int64_t now = balance_particles(&m.particles, busy, &imbalance, comm);
+            moves += now > 0, moved += now, busy = 0;
+        }
         seconds[k] = comm_max(comm_wtime() - t0, comm);
         step_total += seconds[k];
         peaks[k + 1] = kernels_dgemm_gflops(0.2);
@@ -178,11 +189,15 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
 
     const double L = (double)cfg.model.layers, M = (double)cfg.model.width;
     const double D = (double)cfg.model.dim, B = (double)o.batch;
-    const double local = L * (double)m.particles.count;
+    const double local = L * comm_max((double)m.particles.count, comm); /* the largest share */
     const double state = local * 8.0 * (2.0 * D + 1.0);
     const double median = seconds[n / 2];
     const double gflops = 12.0 * B * D * M * L / median / 1e9;
     const double per_rank = gflops / ranks;
+    double share_min, share_mean, share_max;
+    int share_largest;
+    comm_stats((double)m.particles.count, comm, &share_min, &share_mean, &share_max,
+               &share_largest);
     if (rank == 0) {
         printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
                mfres_version, ranks, kernels_blas_core(), kernels_blas_threads());
@@ -208,6 +223,10 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
                100 * wait_mean, 100 * wait_max, wait_slowest);
         printf("    reductions             %8.1f %% mean (max %.1f %% on rank %d)\n",
                100 * reduce_mean, 100 * reduce_max, reduce_slowest);
+        if (o.balance)
+            printf("  load balance             every %lld steps: %lld moves, %lld particles per "
+                   "layer moved; shares %.0f to %.0f per layer\n",
+                   (long long)o.balance, (long long)moves, (long long)moved, share_min, share_max);
         fflush(stdout);
         if (o.tsv) {
             FILE *f = fopen(o.tsv, "a");

@@ -6,8 +6,10 @@
  */
 #include "comm.h"
 
+#include <limits.h>
 #include <stdlib.h>
 
+#include "log.h"
 #include "timer.h"
 
 MPI_Comm comm_init(int *argc, char ***argv)
@@ -74,6 +76,45 @@ void comm_stats(double value, MPI_Comm comm, double *min, double *mean, double *
     *mean = sum / comm_size(comm);
     *max = out.value;
     *max_rank = out.rank;
+}
+
+void comm_allgather(double value, double *all, MPI_Comm comm)
+{
+    MPI_Allgather(&value, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, comm);
+}
+
+void comm_allgather_i64(int64_t value, int64_t *all, MPI_Comm comm)
+{
+    MPI_Allgather(&value, 1, MPI_INT64_T, all, 1, MPI_INT64_T, comm);
+}
+
+void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
+                   const int64_t *recv_counts, int item, MPI_Comm comm)
+{
+    const int size = comm_size(comm);
+    MPI_Datatype type;
+    MPI_Type_contiguous(item, MPI_DOUBLE, &type);
+    MPI_Type_commit(&type);
+    MPI_Request *req = xmalloc(2 * (size_t)size * sizeof *req);
+    int n = 0;
+    size_t sent = 0, got = 0;
+    /* Point to point rather than MPI_Alltoallv: its int displacements would
+     * overflow on large shares. */
+    for (int r = 0; r < size; r++) {
+        if (send_counts[r] > INT_MAX || recv_counts[r] > INT_MAX)
+            log_fatal("comm_exchange: %lld items for one rank exceed MPI's int counts",
+                      (long long)(send_counts[r] > recv_counts[r] ? send_counts[r]
+                                                                  : recv_counts[r]));
+        if (recv_counts[r])
+            MPI_Irecv(recv + got * (size_t)item, (int)recv_counts[r], type, r, 0, comm, &req[n++]);
+        if (send_counts[r])
+            MPI_Isend(send + sent * (size_t)item, (int)send_counts[r], type, r, 0, comm,
+                      &req[n++]);
+        sent += (size_t)send_counts[r], got += (size_t)recv_counts[r];
+    }
+    MPI_Waitall(n, req, MPI_STATUSES_IGNORE);
+    free(req);
+    MPI_Type_free(&type);
 }
 
 int comm_all_ok(int ok, MPI_Comm comm)

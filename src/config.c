@@ -75,6 +75,7 @@ static const struct key keys[] = {
     CHOICE(train, order, "fixed", order_names, "fixed, or shuffle (new layer order every step)"),
     CHOICE(train, loss, "mse", loss_names, "mse or cross_entropy (integer labels)"),
     INT(train, seed, "3", 0, "seed of minibatches, layer orders and noise"),
+    INT(train, balance_every, "0", 0, "move particles to faster ranks every k steps; 0 = off"),
     PATH(output, dir, "mfres-run", "run directory (--out overrides)"),
     INT(output, log_every, "100", 1, "metrics row and progress line every k steps"),
     INT(output, checkpoint_every, "0", 0, "checkpoint every k steps; 0 = only at the end"),

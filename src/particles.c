@@ -5,7 +5,9 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "comm.h"
 #include "log.h"
 
 void particles_partition(int64_t width, int rank, int ranks, int64_t *first, int64_t *count)
@@ -38,6 +40,119 @@ void particles_free(struct mf_particles *p)
     free(p->w);
     free(p->b);
     p->u = p->w = p->b = NULL;
+}
+
+/* Item layout of the exchange: u (D values), w (D), b (1) of one particle. */
+static void pack(const struct mf_particles *p, int64_t l, int64_t i, double *item)
+{
+    const int D = p->dim;
+    const int64_t local = l * p->count + i;
+    memcpy(item, p->u + local * D, (size_t)D * sizeof *item);
+    memcpy(item + D, p->w + local * D, (size_t)D * sizeof *item);
+    item[2 * D] = p->b[local];
+}
+
+static void unpack(struct mf_particles *p, int64_t l, int64_t i, const double *item)
+{
+    const int D = p->dim;
+    const int64_t local = l * p->count + i;
+    memcpy(p->u + local * D, item, (size_t)D * sizeof *item);
+    memcpy(p->w + local * D, item + D, (size_t)D * sizeof *item);
+    p->b[local] = item[2 * D];
+}
+
+/* Shift each layer's block of n kept particles (s values each) from
+ * src + l*old_stride to dst + l*new_stride within a. The blocks keep their
+ * order and do not overlap at either end, so moving the ones that go down
+ * in ascending order and then the ones that go up in descending order never
+ * overwrites a block before it has moved. */
+static void shift_layers(double *a, int64_t layers, int64_t n, int s, int64_t src,
+                         int64_t old_stride, int64_t dst, int64_t new_stride)
+{
+    for (int64_t l = 0; l < layers; l++) {
+        int64_t from = src + l * old_stride, to = dst + l * new_stride;
+        if (to < from)
+            memmove(a + to * s, a + from * s, (size_t)(n * s) * sizeof *a);
+    }
+    for (int64_t l = layers - 1; l >= 0; l--) {
+        int64_t from = src + l * old_stride, to = dst + l * new_stride;
+        if (to > from)
+            memmove(a + to * s, a + from * s, (size_t)(n * s) * sizeof *a);
+    }
+}
+
+static double *resize(double *a, int64_t values)
+{
+    double *b = realloc(a, (size_t)(values > 0 ? values : 1) * sizeof *a);
+    if (!b)
+        log_fatal("out of memory resizing the particles to %lld values", (long long)values);
+    return b;
+}
+
+static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *start)
+{
+    *start = a0 > b0 ? a0 : b0;
+    int64_t end = a1 < b1 ? a1 : b1;
+    return end > *start ? end - *start : 0;
+}
+
+void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Comm comm)
+{
+    const int rank = comm_rank(comm), ranks = comm_size(comm), item = 2 * p->dim + 1;
+    const int64_t L = p->layers, f = p->first, c = p->count;
+    const int64_t nf = bounds[rank], nc = bounds[rank + 1] - bounds[rank];
+    int64_t *old_first = xmalloc(4 * (size_t)ranks * sizeof *old_first);
+    int64_t *old_count = old_first + ranks, *send_n = old_count + ranks, *recv_n = send_n + ranks;
+    comm_allgather_i64(f, old_first, comm);
+    comm_allgather_i64(c, old_count, comm);
+
+    int64_t start, sends = 0, recvs = 0;
+    for (int r = 0; r < ranks; r++) {
+        send_n[r] = r == rank ? 0 : L * overlap(f, f + c, bounds[r], bounds[r + 1], &start);
+        recv_n[r] = r == rank ? 0
+                              : L * overlap(old_first[r], old_first[r] + old_count[r], nf,
+                                            nf + nc, &start);
+        sends += send_n[r], recvs += recv_n[r];
+    }
+    double *send = xmalloc((size_t)(sends + recvs) * (size_t)item * sizeof *send);
+    double *recv = send + sends * item, *next = send;
+    for (int r = 0; r < ranks; r++) {
+        int64_t n = r == rank ? 0 : overlap(f, f + c, bounds[r], bounds[r + 1], &start);
+        for (int64_t l = 0; l < L && n; l++)
+            for (int64_t m = start; m < start + n; m++, next += item)
+                pack(p, l, m - f, next);
+    }
+    comm_exchange(send, send_n, recv, recv_n, item, comm);
+
+    /* Kept particles move within the arrays: grow first, shrink after. */
+    const int64_t kept = overlap(f, f + c, nf, nf + nc, &start);
+    if (nc > c) {
+        p->u = resize(p->u, L * nc * p->dim);
+        p->w = resize(p->w, L * nc * p->dim);
+        p->b = resize(p->b, L * nc);
+    }
+    if (kept) {
+        shift_layers(p->u, L, kept, p->dim, start - f, c, start - nf, nc);
+        shift_layers(p->w, L, kept, p->dim, start - f, c, start - nf, nc);
+        shift_layers(p->b, L, kept, 1, start - f, c, start - nf, nc);
+    }
+    if (nc < c) {
+        p->u = resize(p->u, L * nc * p->dim);
+        p->w = resize(p->w, L * nc * p->dim);
+        p->b = resize(p->b, L * nc);
+    }
+    p->first = nf, p->count = nc;
+    next = recv;
+    for (int r = 0; r < ranks; r++) {
+        int64_t n = r == rank ? 0
+                              : overlap(old_first[r], old_first[r] + old_count[r], nf, nf + nc,
+                                        &start);
+        for (int64_t l = 0; l < L && n; l++)
+            for (int64_t m = start; m < start + n; m++, next += item)
+                unpack(p, l, m - nf, next);
+    }
+    free(send);
+    free(old_first);
 }
 
 void particles_init(struct mf_particles *p, double u_std, double w_std, double b_std,

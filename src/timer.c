@@ -10,7 +10,7 @@
 static const char *const timer_names[] = {
     [TIMER_TOTAL] = "total",       [TIMER_FORWARD] = "forward", [TIMER_BACKWARD] = "backward",
     [TIMER_EVAL] = "observables",  [TIMER_MPI] = "mpi",         [TIMER_MPI_WAIT] = "mpi wait",
-    [TIMER_OUTPUT] = "output",
+    [TIMER_OUTPUT] = "output",     [TIMER_BALANCE] = "balance",
 };
 static_assert(sizeof timer_names / sizeof timer_names[0] == TIMER_COUNT,
               "timer_names must name every timer");
@@ -43,7 +43,8 @@ void timer_report(FILE *out, MPI_Comm comm)
         comm_stats(timer_total[i], comm, &min, &mean, &max, &slowest);
         if (i == TIMER_TOTAL)
             total_mean = mean;
-        if (rank == 0 && !(i == TIMER_MPI_WAIT && max == 0)) /* only when timed */
+        /* mpi wait and balance only when used */
+        if (rank == 0 && !((i == TIMER_MPI_WAIT || i == TIMER_BALANCE) && max == 0))
             fprintf(out, "%-12s %10.3f %10.3f %10.3f %8d %6.1f%%\n", timer_names[i], min, mean,
                     max, slowest, total_mean > 0 ? 100 * mean / total_mean : 0.0);
     }

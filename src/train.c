@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "balance.h"
 #include "checkpoint.h"
 #include "comm.h"
 #include "config.h"
@@ -327,6 +328,37 @@ static int diverged(int root, int64_t step)
     return 4;
 }
 
+/* This rank's compute clock: wall time less the time spent in MPI. */
+static double busy_clock(void) { return comm_wtime() - timer_seconds(TIMER_MPI); }
+
+/* Every balance_every steps: move particles towards the faster ranks. */
+struct balance_state {
+    double busy;          /* compute seconds since the last rebalance */
+    int64_t moves, moved; /* rebalances that moved particles; particles per layer moved */
+};
+
+static void rebalance(struct mf_model *m, struct balance_state *b)
+{
+    timer_start(TIMER_BALANCE);
+    double imbalance;
+    int64_t moved = balance_particles(&m->particles, b->busy, &imbalance, m->comm);
+    b->moves += moved > 0;
+    b->moved += moved;
+    b->busy = 0;
+    timer_stop(TIMER_BALANCE);
+}
+
+static void balance_summary(const struct mf_model *m, const struct balance_state *b)
+{
+    double lo, mean, hi;
+    int largest;
+    comm_stats((double)m->particles.count, m->comm, &lo, &mean, &hi, &largest);
+    if (comm_rank(m->comm) == 0)
+        log_info("load balance: %lld moves, %lld particles per layer moved in all; shares now "
+                 "%.0f to %.0f particles per layer (rank %d)",
+                 (long long)b->moves, (long long)b->moved, lo, hi, largest);
+}
+
 int train_run(struct mf_run *run, struct mf_observables *final)
 {
     const struct mf_config *cfg = run->cfg;
@@ -354,6 +386,8 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     double t_start = comm_wtime(), step_seconds = 0, slowest_step = 0, save_seconds = 0;
     int64_t steps_since_row = 0;
     struct mf_observables o = {0};
+    struct balance_state balance = {0};
+    const int64_t balance_every = comm_size(m->comm) > 1 ? cfg->train.balance_every : 0;
     for (int64_t k = run->start; k <= steps; k++) {
         const int last = k == steps;
         const int log_now = last || k % cfg->output.log_every == 0;
@@ -362,8 +396,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             o.time = (double)k * cfg->train.lr;
             observe(cfg, ds, m, &w, &o);
         }
-        double t0 = comm_wtime();
+        double t0 = comm_wtime(), busy0 = busy_clock();
         double batch_loss = batch_forward(cfg, ds, m, &w, k);
+        balance.busy += busy_clock() - busy0;
         int finite = isfinite(batch_loss) && (!log_now || isfinite(o.loss));
         if (!comm_all_ok(finite, m->comm)) {
             status = diverged(root, k);
@@ -393,7 +428,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             }
         }
 
+        busy0 = busy_clock();
         double vv = batch_backward(cfg, m, &w, k, !last);
+        balance.busy += busy_clock() - busy0;
         if (!last) {
             double dt = comm_wtime() - t0;
             step_seconds += dt;
@@ -417,7 +454,11 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             status = diverged(root, k);
             break;
         }
+        if (balance_every && !last && (k + 1 - run->start) % balance_every == 0)
+            rebalance(m, &balance);
     }
+    if (balance_every)
+        balance_summary(m, &balance);
     timer_stop(TIMER_TOTAL);
     if (status == 0 && run->dir) {
         if (snap_every)

@@ -285,7 +285,10 @@ static void test_langevin_noise(void **state)
 /* Training on all ranks of this job equals training on this rank alone,
  * particles and observables to relative 1e-12, with minibatches, shuffled
  * layer order, Langevin noise and weight decay all on. */
-static void check_rank_invariance(int arch, int64_t M)
+/* Training on the job's ranks matches training on one rank. With skew, the
+ * particles change rank halfway (all but one chunk per other rank onto rank
+ * 0), as load balancing does. */
+static void check_rank_invariance(int arch, int64_t M, int skew)
 {
     struct mf_config cfg;
     small_config(&cfg, MF_DATA_TEACHER, MF_LOSS_MSE, 3, M);
@@ -306,6 +309,20 @@ static void check_rank_invariance(int arch, int64_t M)
     model_create(&alone, &cfg, ds.d_out, MPI_COMM_SELF);
     struct mf_run run_all = {.cfg = &cfg, .ds = &ds, .model = &all};
     struct mf_run run_alone = {.cfg = &cfg, .ds = &ds, .model = &alone};
+    if (skew) {
+        const int64_t chunks = (M + MF_CHUNK - 1) / MF_CHUNK;
+        int64_t bounds[9] = {0};
+        assert_true(test_ranks < 9 && chunks > test_ranks);
+        for (int r = 1; r < test_ranks; r++)
+            bounds[r] = (chunks - (test_ranks - r)) * MF_CHUNK;
+        bounds[test_ranks] = M;
+        cfg.train.steps = 12;
+        assert_int_equal(train_run(&run_all, &o_all), 0);
+        particles_repartition(&all.particles, bounds, MPI_COMM_WORLD);
+        assert_int_equal(all.particles.first, bounds[test_rank]);
+        run_all.start = 12;
+        cfg.train.steps = 25;
+    }
     assert_int_equal(train_run(&run_all, &o_all), 0);
     assert_int_equal(train_run(&run_alone, &o_alone), 0);
     assert_int_equal(run_all.history.count, 2); /* rows of steps 0 and 25 */
@@ -343,9 +360,10 @@ static void check_rank_invariance(int arch, int64_t M)
 static void test_rank_invariance(void **state)
 {
     (void)state;
-    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17);
-    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1); /* 2 chunks: ranks with none */
-    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5);
+    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0);
+    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0); /* 2 chunks: ranks with none */
+    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1);
 }
 
 static const struct CMUnitTest tests[] = {

@@ -1,6 +1,6 @@
 /*
- * Tests of particles: the chunk partition and the nested width coupling of
- * initial values.
+ * Tests of particles: the chunk partition, the nested width coupling of
+ * initial values, and moving particles between ranks.
  */
 #include "mpi_cmocka.h"
 
@@ -105,9 +105,50 @@ static void test_init_scales(void **state)
     particles_free(&p);
 }
 
+/* Repartitioning moves every particle to its new owner unchanged, through
+ * shares that grow, shrink, shift past each other and shrink to one chunk,
+ * on the ranks of this job. */
+static void test_repartition_keeps_values(void **state)
+{
+    (void)state;
+    const int64_t L = 3, chunks = 4 * test_ranks + 3, M = chunks * MF_CHUNK - 5;
+    const int D = 3;
+    struct mf_particles ref, p;
+    particles_alloc(&ref, L, M, D, 0, 1);
+    particles_init(&ref, 1.0, 2.0, 0.5, 7, RNG_INIT);
+    particles_alloc(&p, L, M, D, test_rank, test_ranks);
+    particles_init(&p, 1.0, 2.0, 0.5, 7, RNG_INIT);
+    int64_t *bounds = xmalloc(((size_t)test_ranks + 1) * sizeof *bounds);
+    for (int shape = 0; shape < 4; shape++) {
+        /* Chunk cuts: 0 the first rank holds all but one chunk per other
+         * rank, 1 the last rank does, 2 alternating 1 and 7 chunks with the
+         * rest on the last rank, 3 the even split again. */
+        bounds[0] = 0;
+        for (int r = 1; r < test_ranks; r++) {
+            int64_t cut = shape == 0   ? chunks - (test_ranks - r)
+                          : shape == 1 ? r
+                          : shape == 2 ? (bounds[r - 1] / MF_CHUNK) + (r % 2 ? 7 : 1)
+                                       : chunks * r / test_ranks;
+            bounds[r] = cut * MF_CHUNK;
+        }
+        bounds[test_ranks] = M;
+        particles_repartition(&p, bounds, MPI_COMM_WORLD);
+        assert_int_equal(p.first, bounds[test_rank]);
+        assert_int_equal(p.count, bounds[test_rank + 1] - bounds[test_rank]);
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t m = p.first; m < p.first + p.count; m++)
+                for (int k = 0; k < 2 * D + 1; k++)
+                    assert_true(component(&p, l, m, k) == component(&ref, l, m, k));
+    }
+    free(bounds);
+    particles_free(&ref);
+    particles_free(&p);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_partition_tiles_width),
     cmocka_unit_test(test_width_coupling),
     cmocka_unit_test(test_init_scales),
+    cmocka_unit_test(test_repartition_keeps_values),
 };
 MPI_CMOCKA_MAIN(tests)
