@@ -5,7 +5,9 @@
  * particles of a layer form ceil(M / MF_CHUNK) chunks of MF_CHUNK
  * consecutive indices (the last one may be short). Chunks are
  * block-distributed over ranks, the same range in every layer, so each rank
- * owns a share of every layer and a rank may own none. Chunk boundaries do
+ * owns a share of every layer and a rank may own none. The split starts even
+ * (particles_partition); load balancing may move the bounds between ranks
+ * later (particles_repartition), in whole chunks. Chunk boundaries do
  * not depend on the rank count, so all arithmetic on a chunk is the same
  * whatever the number of ranks.
  */

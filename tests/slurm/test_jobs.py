@@ -194,3 +194,24 @@ def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
         times = [float(r[col["seconds_median"]]) for r in rows
                  if (r[col["label"]], r[col["ranks"]]) == (label, ranks)]
         assert abs(printed[label, ranks] - sum(times) / 2) < 1e-4
+
+
+def test_scaling_without_slurm_one_mode(tmp_path):
+    """MFRES_SCALING_MODES runs one sweep; a wrong mode is refused before any
+    run. Outside Slurm the script launches with mpirun."""
+    tsv = tmp_path / "weak.tsv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+    env.update(MFRES=MFRES, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               MFRES_SCALING_TASKS="1 2", MFRES_SCALING_REPEATS="1",
+               MFRES_SCALING_MODES="weak", MFRES_SCALING_TSV=str(tsv))
+    cmd = ["bash", "jobs/scaling.sbatch", "--layers", "1", "--width", "500", "--dim", "4",
+           "--batch", "8", "--steps", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    labels = [line.split("\t")[0] for line in open(tsv).read().splitlines()[1:]]
+    assert labels == ["weak", "weak"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=60,
+                          env=dict(env, MFRES_SCALING_MODES="strong wek"))
+    assert proc.returncode == 2
+    assert "MFRES_SCALING_MODES: 'wek' is neither strong nor weak" in proc.stderr
+    assert "== strong" not in proc.stdout
