@@ -11,6 +11,17 @@
 
 static int64_t chunks_of(int64_t particles) { return (particles + MF_CHUNK - 1) / MF_CHUNK; }
 
+/* The slowest time over the mean, minus one. */
+static double imbalance_of(int ranks, const double *busy)
+{
+    double mean = 0, slowest = 0;
+    for (int r = 0; r < ranks; r++) {
+        mean += busy[r] / ranks;
+        slowest = busy[r] > slowest ? busy[r] : slowest;
+    }
+    return mean > 0 ? slowest / mean - 1 : 0;
+}
+
 int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t *bounds)
 {
     const int64_t width = old[ranks], total = chunks_of(width);
@@ -18,32 +29,27 @@ int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t 
         bounds[r] = old[r];
     if (ranks < 2 || total < ranks)
         return 0;
-    double mean = 0, slowest = 0;
-    for (int r = 0; r < ranks; r++) {
+    for (int r = 0; r < ranks; r++)
         if (old[r + 1] <= old[r] || !(busy[r] > 0))
             return 0; /* a rank without work or without a time: nothing to learn */
-        mean += busy[r] / ranks;
-        slowest = busy[r] > slowest ? busy[r] : slowest;
-    }
-    if (slowest / mean - 1 < MF_BALANCE_TOLERANCE)
+    if (imbalance_of(ranks, busy) < MF_BALANCE_TOLERANCE)
         return 0;
 
     /* Shares: halfway from the current chunks to chunks proportional to
-     * speed (chunks per second), then cut by cumulative rounding. */
-    double *share = xmalloc((size_t)ranks * sizeof *share), speed_sum = 0, share_sum = 0;
+     * speed (chunks per second); both sum to the total, and the cuts are
+     * their cumulative sums, rounded. */
+    double *share = xmalloc((size_t)ranks * sizeof *share), speed_sum = 0;
     for (int r = 0; r < ranks; r++)
         speed_sum += (double)chunks_of(old[r + 1] - old[r]) / busy[r];
     for (int r = 0; r < ranks; r++) {
         double chunks = (double)chunks_of(old[r + 1] - old[r]);
-        double target = total * (chunks / busy[r]) / speed_sum;
-        share[r] = 0.5 * (chunks + target);
-        share_sum += share[r];
+        share[r] = 0.5 * (chunks + total * (chunks / busy[r]) / speed_sum);
     }
     double cumulative = 0;
     int64_t moved = 0;
     for (int r = 1; r < ranks; r++) {
         cumulative += share[r - 1];
-        int64_t cut = llround(total * cumulative / share_sum);
+        int64_t cut = llround(cumulative);
         int64_t lo = bounds[r - 1] / MF_CHUNK + 1, hi = total - (ranks - r);
         cut = cut < lo ? lo : cut > hi ? hi : cut;
         bounds[r] = cut * MF_CHUNK < width ? cut * MF_CHUNK : width;
@@ -62,12 +68,7 @@ int64_t balance_particles(struct mf_particles *p, double busy, double *imbalance
     comm_allgather(busy, times, comm);
     comm_allgather_i64(p->first, old, comm);
     old[ranks] = p->width;
-    double mean = 0, slowest = 0;
-    for (int r = 0; r < ranks; r++) {
-        mean += times[r] / ranks;
-        slowest = times[r] > slowest ? times[r] : slowest;
-    }
-    *imbalance = mean > 0 ? slowest / mean - 1 : 0;
+    *imbalance = imbalance_of(ranks, times);
     int64_t moved = balance_plan(ranks, old, times, bounds);
     if (moved)
         particles_repartition(p, bounds, comm);

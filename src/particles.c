@@ -42,7 +42,7 @@ void particles_free(struct mf_particles *p)
     p->u = p->w = p->b = NULL;
 }
 
-/* Item layout of the exchange: u (D values), w (D), b (1) of one particle. */
+/* One particle of one layer as 2D + 1 values: u, w, b. */
 static void pack(const struct mf_particles *p, int64_t l, int64_t i, double *item)
 {
     const int D = p->dim;
@@ -98,33 +98,36 @@ static int64_t overlap(int64_t a0, int64_t a1, int64_t b0, int64_t b1, int64_t *
 
 void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Comm comm)
 {
-    const int rank = comm_rank(comm), ranks = comm_size(comm), item = 2 * p->dim + 1;
+    const int rank = comm_rank(comm), ranks = comm_size(comm);
     const int64_t L = p->layers, f = p->first, c = p->count;
     const int64_t nf = bounds[rank], nc = bounds[rank + 1] - bounds[rank];
-    int64_t *old_first = xmalloc(4 * (size_t)ranks * sizeof *old_first);
-    int64_t *old_count = old_first + ranks, *send_n = old_count + ranks, *recv_n = send_n + ranks;
+    /* Per peer r: the particles (of each layer) sent to it and received from
+     * it, as index ranges [at, at + n). */
+    int64_t *old_first = xmalloc(6 * (size_t)ranks * sizeof *old_first);
+    int64_t *old_count = old_first + ranks, *send_at = old_count + ranks, *send_n = send_at + ranks;
+    int64_t *recv_at = send_n + ranks, *recv_n = recv_at + ranks, sends = 0, recvs = 0;
     comm_allgather_i64(f, old_first, comm);
     comm_allgather_i64(c, old_count, comm);
-
-    int64_t start, sends = 0, recvs = 0;
     for (int r = 0; r < ranks; r++) {
-        send_n[r] = r == rank ? 0 : L * overlap(f, f + c, bounds[r], bounds[r + 1], &start);
+        send_n[r] = r == rank ? 0 : overlap(f, f + c, bounds[r], bounds[r + 1], &send_at[r]);
         recv_n[r] = r == rank ? 0
-                              : L * overlap(old_first[r], old_first[r] + old_count[r], nf,
-                                            nf + nc, &start);
+                              : overlap(old_first[r], old_first[r] + old_count[r], nf, nf + nc,
+                                        &recv_at[r]);
         sends += send_n[r], recvs += recv_n[r];
     }
-    double *send = xmalloc((size_t)(sends + recvs) * (size_t)item * sizeof *send);
-    double *recv = send + sends * item, *next = send;
-    for (int r = 0; r < ranks; r++) {
-        int64_t n = r == rank ? 0 : overlap(f, f + c, bounds[r], bounds[r + 1], &start);
-        for (int64_t l = 0; l < L && n; l++)
-            for (int64_t m = start; m < start + n; m++, next += item)
+
+    /* One exchange item is a particle in all layers: L x (u, w, b). */
+    const int values = 2 * p->dim + 1;
+    double *send = xmalloc((size_t)((sends + recvs) * L * values) * sizeof *send);
+    double *recv = send + sends * L * values, *next = send;
+    for (int r = 0; r < ranks; r++)
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t m = send_at[r]; m < send_at[r] + send_n[r]; m++, next += values)
                 pack(p, l, m - f, next);
-    }
-    comm_exchange(send, send_n, recv, recv_n, item, comm);
+    comm_exchange(send, send_n, recv, recv_n, (int)(L * values), comm);
 
     /* Kept particles move within the arrays: grow first, shrink after. */
+    int64_t start;
     const int64_t kept = overlap(f, f + c, nf, nf + nc, &start);
     if (nc > c) {
         p->u = resize(p->u, L * nc * p->dim);
@@ -143,14 +146,10 @@ void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Co
     }
     p->first = nf, p->count = nc;
     next = recv;
-    for (int r = 0; r < ranks; r++) {
-        int64_t n = r == rank ? 0
-                              : overlap(old_first[r], old_first[r] + old_count[r], nf, nf + nc,
-                                        &start);
-        for (int64_t l = 0; l < L && n; l++)
-            for (int64_t m = start; m < start + n; m++, next += item)
+    for (int r = 0; r < ranks; r++)
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t m = recv_at[r]; m < recv_at[r] + recv_n[r]; m++, next += values)
                 unpack(p, l, m - nf, next);
-    }
     free(send);
     free(old_first);
 }
