@@ -96,6 +96,145 @@ static int compare_doubles(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A per-rank value over the ranks: min, mean, max and the rank of the max. */
+struct spread {
+    double min, mean, max;
+    int at;
+};
+
+static struct spread over_ranks(double value, MPI_Comm comm)
+{
+    struct spread s;
+    comm_stats(value, comm, &s.min, &s.mean, &s.max, &s.at);
+    return s;
+}
+
+/* What the timed steps measured, reduced over ranks. */
+struct measured {
+    int64_t n;         /* timed steps */
+    double *seconds;   /* per step, the slowest rank's time, sorted */
+    double *fraction;  /* per step, the mean over ranks of the ratio to the peak, sorted */
+    struct spread peak;                /* each rank's median DGEMM peak, GFLOP/s */
+    struct spread mpi, wait, reduce;   /* shares of the step time */
+    struct spread share;               /* particles per layer owned at the end */
+    double rss;                        /* the largest peak RSS, bytes */
+    int64_t moves, moved;              /* load balancing: moves, particles per layer moved */
+};
+
+/* The DGEMM peak is measured between the steps, on the same core: a shared
+ * machine's clock and neighbours drift over seconds, and each step is
+ * compared with the peak measured just before and after it. */
+static void measure(const struct bench_options *o, const struct mf_config *cfg,
+                    const struct mf_dataset *ds, struct mf_model *m, struct train_workspace *w,
+                    struct measured *r)
+{
+    const MPI_Comm comm = m->comm;
+    const int ranks = comm_size(comm);
+    const int64_t n = o->steps;
+    train_step(cfg, ds, m, w, 0); /* warm-up: first touches, BLAS buffers */
+    *r = (struct measured){.n = n};
+    r->seconds = xmalloc((size_t)(3 * n + 1) * sizeof *r->seconds);
+    r->fraction = r->seconds + n;
+    double *peaks = r->fraction + n;
+    const double flops_per_rank = 12.0 * (double)o->batch * (double)cfg->model.dim *
+                                  (double)cfg->model.width * (double)cfg->model.layers / ranks;
+    comm_time_waits(1);
+    timer_reset_all();
+    double step_total = 0, busy = 0;
+    peaks[0] = kernels_dgemm_gflops(0.2);
+    for (int64_t k = 0; k < n; k++) {
+        comm_barrier(comm);
+        double t0 = comm_wtime(), mpi0 = timer_seconds(TIMER_MPI);
+        train_step(cfg, ds, m, w, k + 1);
+        busy += comm_wtime() - t0 - (timer_seconds(TIMER_MPI) - mpi0);
+        if (o->balance && (k + 1) % o->balance == 0) {
+            double imbalance;
+            int64_t moved = balance_particles(&m->particles, busy, &imbalance, comm);
+            r->moves += moved > 0, r->moved += moved, busy = 0;
+        }
+        r->seconds[k] = comm_max(comm_wtime() - t0, comm);
+        step_total += r->seconds[k];
+        peaks[k + 1] = kernels_dgemm_gflops(0.2);
+        r->fraction[k] = flops_per_rank / r->seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
+    }
+    const double mpi = timer_seconds(TIMER_MPI), wait = timer_seconds(TIMER_MPI_WAIT);
+    comm_time_waits(0);
+    comm_sum(r->fraction, (long)n, comm); /* the mean over ranks of each step's ratio */
+    for (int64_t k = 0; k < n; k++)
+        r->fraction[k] /= ranks;
+    qsort(r->fraction, (size_t)n, sizeof *r->fraction, compare_doubles);
+    qsort(r->seconds, (size_t)n, sizeof *r->seconds, compare_doubles);
+    qsort(peaks, (size_t)(n + 1), sizeof *peaks, compare_doubles);
+    r->peak = over_ranks(peaks[n / 2], comm); /* the median of this rank's n + 1 */
+    r->mpi = over_ranks(mpi / step_total, comm);
+    r->wait = over_ranks(wait / step_total, comm);
+    r->reduce = over_ranks((mpi - wait) / step_total, comm);
+    r->share = over_ranks((double)m->particles.count, comm);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r->rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
+}
+
+/* The table on stdout and, with --tsv, one row. Rank 0 only. */
+static void report(const struct bench_options *o, const struct mf_config *cfg, int ranks,
+                   const struct measured *r)
+{
+    const int64_t n = r->n;
+    const double L = (double)cfg->model.layers, M = (double)cfg->model.width;
+    const double D = (double)cfg->model.dim, B = (double)o->batch;
+    const double local = L * r->share.max; /* the largest share */
+    const double state = local * 8.0 * (2.0 * D + 1.0);
+    const double median = r->seconds[n / 2], fraction = r->fraction[n / 2];
+    const double gflops = 12.0 * B * D * M * L / median / 1e9;
+    printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
+           mfres_version, ranks, kernels_blas_core(), kernels_blas_threads());
+    printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
+           M, M / ranks, D, B, config_activation_name(o->activation), (long long)n);
+    printf("  DGEMM peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "
+           "between the steps)\n",
+           r->peak.mean, r->peak.min, r->peak.max, (long long)n + 1);
+    printf("  step, nominal            %8.2f GFLOP/s in all, %.2f per rank\n", gflops,
+           gflops / ranks);
+    printf("  step / DGEMM peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
+           "against the peak around it)\n",
+           100 * fraction, 100 * r->fraction[0], 100 * r->fraction[n - 1]);
+    printf("  seconds per step         %8.4f median (min %.4f, max %.4f)\n", median,
+           r->seconds[0], r->seconds[n - 1]);
+    printf("  peak RSS per rank        %8.1f MiB (state %.1f MiB; %.1f bytes per particle, "
+           "state %.0f)\n",
+           r->rss / 1048576, state / 1048576, r->rss / local, state / local);
+    printf("  RSS / (1.25 state + 64 MiB) %5.2f\n", r->rss / (1.25 * state + 64 * 1048576.0));
+    printf("  time in MPI              %8.1f %% mean (min %.1f %%, max %.1f %% on rank %d)\n",
+           100 * r->mpi.mean, 100 * r->mpi.min, 100 * r->mpi.max, r->mpi.at);
+    printf("    waiting for other ranks%8.1f %% mean (max %.1f %% on rank %d)\n",
+           100 * r->wait.mean, 100 * r->wait.max, r->wait.at);
+    printf("    reductions             %8.1f %% mean (max %.1f %% on rank %d)\n",
+           100 * r->reduce.mean, 100 * r->reduce.max, r->reduce.at);
+    if (o->balance)
+        printf("  load balance             every %lld steps: %lld moves, %lld particles per "
+               "layer moved; shares %.0f to %.0f per layer\n",
+               (long long)o->balance, (long long)r->moves, (long long)r->moved, r->share.min,
+               r->share.max);
+    fflush(stdout);
+    if (!o->tsv)
+        return;
+    FILE *f = fopen(o->tsv, "a");
+    if (!f)
+        log_fatal("bench: cannot append to %s", o->tsv);
+    if (ftell(f) == 0)
+        fprintf(f, "label\tranks\tlayers\twidth\tdim\tbatch\tsteps\tdgemm_gflops\t"
+                   "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
+                   "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
+                   "mpi_fraction_max\tmpi_wait_fraction_max\t"
+                   "mpi_reduce_fraction_max\n");
+    fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
+               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\n",
+            o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
+            r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
+            r->wait.max, r->reduce.max);
+    fclose(f);
+}
+
 int bench_main(int argc, char **argv, MPI_Comm comm)
 {
     struct bench_options o;
@@ -130,123 +269,11 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     struct mf_model m;
     model_create(&m, &cfg, ds.d_out, comm);
     struct train_workspace *w = train_workspace_create(&cfg, &ds);
-
-    /* The DGEMM peak is measured between the steps, on the same core: a
-     * shared machine's clock and neighbours drift over seconds, and each
-     * step is compared with the peak measured just before and after it. */
-    train_step(&cfg, &ds, &m, w, 0); /* warm-up: first touches, BLAS buffers */
-    const int64_t n = o.steps;
-    double *seconds = xmalloc((size_t)(3 * n + 1) * sizeof *seconds);
-    double *peaks = seconds + n, *fraction = peaks + n + 1;
-    const double flops_per_rank = 12.0 * (double)o.batch * (double)cfg.model.dim *
-                                  (double)cfg.model.width * (double)cfg.model.layers / ranks;
-    comm_time_waits(1);
-    timer_reset_all();
-    double step_total = 0, busy = 0;
-    int64_t moves = 0, moved = 0;
-    peaks[0] = kernels_dgemm_gflops(0.2);
-    for (int64_t k = 0; k < n; k++) {
-        comm_barrier(comm);
-        double t0 = comm_wtime(), mpi0 = timer_seconds(TIMER_MPI);
-        train_step(&cfg, &ds, &m, w, k + 1);
-        busy += comm_wtime() - t0 - (timer_seconds(TIMER_MPI) - mpi0);
-        if (o.balance && (k + 1) % o.balance == 0) {
-            double imbalance;
-            int64_t now = balance_particles(&m.particles, busy, &imbalance, comm);
-            moves += now > 0, moved += now, busy = 0;
-        }
-        seconds[k] = comm_max(comm_wtime() - t0, comm);
-        step_total += seconds[k];
-        peaks[k + 1] = kernels_dgemm_gflops(0.2);
-        fraction[k] = flops_per_rank / seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
-    }
-    const double mpi_seconds = timer_seconds(TIMER_MPI);
-    const double wait_seconds = timer_seconds(TIMER_MPI_WAIT);
-    comm_time_waits(0);
-    comm_sum(fraction, (long)n, comm); /* the mean over ranks of each step's ratio */
-    for (int64_t k = 0; k < n; k++)
-        fraction[k] /= ranks;
-    qsort(fraction, (size_t)n, sizeof *fraction, compare_doubles);
-    qsort(peaks, (size_t)(n + 1), sizeof *peaks, compare_doubles);
-    const double peak = peaks[n / 2]; /* the median of this rank's n + 1 */
-    double mpi_min, mpi_mean, mpi_max;
-    int mpi_slowest;
-    comm_stats(mpi_seconds / step_total, comm, &mpi_min, &mpi_mean, &mpi_max,
-               &mpi_slowest);
-    double wait_min, wait_mean, wait_max, reduce_min, reduce_mean, reduce_max;
-    int wait_slowest, reduce_slowest;
-    comm_stats(wait_seconds / step_total, comm, &wait_min, &wait_mean, &wait_max,
-               &wait_slowest);
-    comm_stats((mpi_seconds - wait_seconds) / step_total, comm, &reduce_min, &reduce_mean,
-               &reduce_max, &reduce_slowest);
-    double peak_min, peak_mean, peak_max;
-    int peak_slowest;
-    comm_stats(peak, comm, &peak_min, &peak_mean, &peak_max, &peak_slowest);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    double rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
-    qsort(seconds, (size_t)n, sizeof *seconds, compare_doubles);
-
-    const double L = (double)cfg.model.layers, M = (double)cfg.model.width;
-    const double D = (double)cfg.model.dim, B = (double)o.batch;
-    const double local = L * comm_max((double)m.particles.count, comm); /* the largest share */
-    const double state = local * 8.0 * (2.0 * D + 1.0);
-    const double median = seconds[n / 2];
-    const double gflops = 12.0 * B * D * M * L / median / 1e9;
-    const double per_rank = gflops / ranks;
-    double share_min, share_mean, share_max;
-    int share_largest;
-    comm_stats((double)m.particles.count, comm, &share_min, &share_mean, &share_max,
-               &share_largest);
-    if (rank == 0) {
-        printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
-               mfres_version, ranks, kernels_blas_core(), kernels_blas_threads());
-        printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n",
-               L, M, M / ranks, D, B, config_activation_name(o.activation), (long long)o.steps);
-        printf("  DGEMM peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "
-               "between the steps)\n",
-               peak_mean, peak_min, peak_max, (long long)n + 1);
-        printf("  step, nominal            %8.2f GFLOP/s in all, %.2f per rank\n", gflops,
-               per_rank);
-        printf("  step / DGEMM peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
-               "against the peak around it)\n",
-               100 * fraction[n / 2], 100 * fraction[0], 100 * fraction[n - 1]);
-        printf("  seconds per step         %8.4f median (min %.4f, max %.4f)\n", median,
-               seconds[0], seconds[n - 1]);
-        printf("  peak RSS per rank        %8.1f MiB (state %.1f MiB; %.1f bytes per particle, "
-               "state %.0f)\n",
-               rss / 1048576, state / 1048576, rss / local, state / local);
-        printf("  RSS / (1.25 state + 64 MiB) %5.2f\n", rss / (1.25 * state + 64 * 1048576.0));
-        printf("  time in MPI              %8.1f %% mean (min %.1f %%, max %.1f %% on rank %d)\n",
-               100 * mpi_mean, 100 * mpi_min, 100 * mpi_max, mpi_slowest);
-        printf("    waiting for other ranks%8.1f %% mean (max %.1f %% on rank %d)\n",
-               100 * wait_mean, 100 * wait_max, wait_slowest);
-        printf("    reductions             %8.1f %% mean (max %.1f %% on rank %d)\n",
-               100 * reduce_mean, 100 * reduce_max, reduce_slowest);
-        if (o.balance)
-            printf("  load balance             every %lld steps: %lld moves, %lld particles per "
-                   "layer moved; shares %.0f to %.0f per layer\n",
-                   (long long)o.balance, (long long)moves, (long long)moved, share_min, share_max);
-        fflush(stdout);
-        if (o.tsv) {
-            FILE *f = fopen(o.tsv, "a");
-            if (!f)
-                log_fatal("bench: cannot append to %s", o.tsv);
-            if (ftell(f) == 0)
-                fprintf(f, "label\tranks\tlayers\twidth\tdim\tbatch\tsteps\tdgemm_gflops\t"
-                           "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
-                           "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
-                           "mpi_fraction_max\tmpi_wait_fraction_max\t"
-                           "mpi_reduce_fraction_max\n");
-            fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-                       "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\n",
-                    o.label, ranks, L, M, D, B, (long long)o.steps, peak_mean, gflops,
-                    fraction[n / 2], median, seconds[0], seconds[n - 1], rss, state,
-                    mpi_mean, mpi_max, wait_max, reduce_max);
-            fclose(f);
-        }
-    }
-    free(seconds);
+    struct measured r;
+    measure(&o, &cfg, &ds, &m, w, &r);
+    if (rank == 0)
+        report(&o, &cfg, ranks, &r);
+    free(r.seconds);
     train_workspace_destroy(w);
     model_destroy(&m);
     data_free(&ds);
