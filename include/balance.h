@@ -32,8 +32,7 @@ int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t 
 
 /* Collective: gather every rank's compute seconds since the last call,
  * plan, and repartition when the plan moves particles. Returns the
- * particles per layer moved, and the imbalance measured (max/mean - 1). */
-int64_t balance_particles(struct mf_particles *p, double busy, double *imbalance,
-                          MPI_Comm comm);
+ * particles per layer moved. */
+int64_t balance_particles(struct mf_particles *p, double busy, MPI_Comm comm);
 
 #endif

@@ -59,8 +59,7 @@ int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t 
     return moved;
 }
 
-int64_t balance_particles(struct mf_particles *p, double busy, double *imbalance,
-                          MPI_Comm comm)
+int64_t balance_particles(struct mf_particles *p, double busy, MPI_Comm comm)
 {
     const int ranks = comm_size(comm);
     double *times = xmalloc((size_t)ranks * sizeof *times);
@@ -68,7 +67,6 @@ int64_t balance_particles(struct mf_particles *p, double busy, double *imbalance
     comm_allgather(busy, times, comm);
     comm_allgather_i64(p->first, old, comm);
     old[ranks] = p->width;
-    *imbalance = imbalance_of(ranks, times);
     int64_t moved = balance_plan(ranks, old, times, bounds);
     if (moved)
         particles_repartition(p, bounds, comm);

@@ -340,8 +340,7 @@ struct balance_state {
 static void rebalance(struct mf_model *m, struct balance_state *b)
 {
     timer_start(TIMER_BALANCE);
-    double imbalance;
-    int64_t moved = balance_particles(&m->particles, b->busy, &imbalance, m->comm);
+    int64_t moved = balance_particles(&m->particles, b->busy, m->comm);
     b->moves += moved > 0;
     b->moved += moved;
     b->busy = 0;

@@ -91,7 +91,8 @@ static void test_nothing_to_plan(void **state)
 }
 
 /* balance_particles on this job's ranks: a rank that reports itself slow
- * loses particles, every particle keeps its values, and all agree. */
+ * loses particles, the shares are the plan's, and every particle keeps its
+ * values. */
 static void test_balance_particles_moves_work(void **state)
 {
     (void)state;
@@ -102,16 +103,21 @@ static void test_balance_particles_moves_work(void **state)
     particles_alloc(&p, L, M, 2, test_rank, test_ranks);
     particles_init(&p, 1.0, 1.0, 1.0, 5, RNG_INIT);
     const int64_t before = p.count;
-    double imbalance;
-    int64_t moved = balance_particles(&p, test_rank == 0 ? 3.0 : 1.0, &imbalance, MPI_COMM_WORLD);
-    if (test_ranks == 1) {
-        assert_int_equal(moved, 0);
-        assert_int_equal(p.count, before);
-    } else {
-        assert_close(imbalance, 3.0 / ((3.0 + test_ranks - 1) / test_ranks) - 1, 1e-12, 0);
-        assert_true(moved > 0);
-        assert_true(test_rank == 0 ? p.count < before : p.count >= before);
-    }
+    int64_t *old = xmalloc(2 * ((size_t)test_ranks + 1) * sizeof *old), *plan = old + test_ranks + 1;
+    double *busy = xmalloc((size_t)test_ranks * sizeof *busy);
+    for (int r = 0; r <= test_ranks; r++)
+        old[r] = r * 8 * MF_CHUNK; /* the even split */
+    for (int r = 0; r < test_ranks; r++)
+        busy[r] = r == 0 ? 3.0 : 1.0;
+    int64_t planned = balance_plan(test_ranks, old, busy, plan);
+    int64_t moved = balance_particles(&p, busy[test_rank], MPI_COMM_WORLD);
+    assert_int_equal(moved, planned);
+    assert_int_equal(p.first, plan[test_rank]);
+    assert_int_equal(p.count, plan[test_rank + 1] - plan[test_rank]);
+    if (test_ranks > 1)
+        assert_true(moved > 0 && (test_rank == 0 ? p.count < before : p.count >= before));
+    free(old);
+    free(busy);
     for (int64_t l = 0; l < L; l++)
         for (int64_t i = 0; i < p.count; i++) {
             int64_t mine = l * p.count + i, theirs = l * M + p.first + i;
