@@ -30,9 +30,21 @@
  * then equal old). Pure. */
 int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t *bounds);
 
-/* Collective: gather every rank's compute seconds since the last call,
- * plan, and repartition when the plan moves particles. Returns the
- * particles per layer moved. */
-int64_t balance_particles(struct mf_particles *p, double busy, MPI_Comm comm);
+/* The running balance of one run: this rank's compute seconds since the
+ * last rebalance (add differences of balance_clock), and what moved so far. */
+struct balance {
+    double busy;
+    int64_t moves; /* rebalances that moved particles */
+    int64_t moved; /* particles per layer moved in all */
+};
+
+/* This rank's compute clock: wall time less the time spent in MPI
+ * (TIMER_MPI). Not collective. */
+double balance_clock(void);
+
+/* Collective: gather every rank's b->busy, plan, and repartition when the
+ * plan moves particles; then count what moved and reset b->busy. Returns the
+ * particles per layer moved now. */
+int64_t balance_particles(struct mf_particles *p, struct balance *b, MPI_Comm comm);
 
 #endif

@@ -8,6 +8,7 @@
 
 #include "comm.h"
 #include "log.h"
+#include "timer.h"
 
 static int64_t chunks_of(int64_t particles) { return (particles + MF_CHUNK - 1) / MF_CHUNK; }
 
@@ -59,17 +60,22 @@ int64_t balance_plan(int ranks, const int64_t *old, const double *busy, int64_t 
     return moved;
 }
 
-int64_t balance_particles(struct mf_particles *p, double busy, MPI_Comm comm)
+double balance_clock(void) { return comm_wtime() - timer_seconds(TIMER_MPI); }
+
+int64_t balance_particles(struct mf_particles *p, struct balance *b, MPI_Comm comm)
 {
     const int ranks = comm_size(comm);
     double *times = xmalloc((size_t)ranks * sizeof *times);
     int64_t *old = xmalloc(2 * ((size_t)ranks + 1) * sizeof *old), *bounds = old + ranks + 1;
-    comm_allgather(busy, times, comm);
+    comm_allgather(b->busy, times, comm);
     comm_allgather_i64(p->first, old, comm);
     old[ranks] = p->width;
     int64_t moved = balance_plan(ranks, old, times, bounds);
     if (moved)
         particles_repartition(p, bounds, comm);
+    b->busy = 0;
+    b->moves += moved > 0;
+    b->moved += moved;
     free(times);
     free(old);
     return moved;

@@ -118,7 +118,7 @@ struct measured {
     struct spread mpi, wait, reduce;   /* shares of the step time */
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
-    int64_t moves, moved;              /* load balancing: moves, particles per layer moved */
+    struct balance balance;            /* what load balancing moved */
 };
 
 /* The DGEMM peak is measured between the steps, on the same core: a shared
@@ -140,17 +140,15 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
                                   (double)cfg->model.width * (double)cfg->model.layers / ranks;
     comm_time_waits(1);
     timer_reset_all();
-    double step_total = 0, busy = 0;
+    double step_total = 0;
     peaks[0] = kernels_dgemm_gflops(0.2);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
-        double t0 = comm_wtime(), mpi0 = timer_seconds(TIMER_MPI);
+        double t0 = comm_wtime(), busy0 = balance_clock();
         train_step(cfg, ds, m, w, k + 1);
-        busy += comm_wtime() - t0 - (timer_seconds(TIMER_MPI) - mpi0);
-        if (o->balance && (k + 1) % o->balance == 0) {
-            int64_t moved = balance_particles(&m->particles, busy, comm);
-            r->moves += moved > 0, r->moved += moved, busy = 0;
-        }
+        r->balance.busy += balance_clock() - busy0;
+        if (o->balance && (k + 1) % o->balance == 0)
+            balance_particles(&m->particles, &r->balance, comm);
         r->seconds[k] = comm_max(comm_wtime() - t0, comm);
         step_total += r->seconds[k];
         peaks[k + 1] = kernels_dgemm_gflops(0.2);
@@ -212,8 +210,8 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     if (o->balance)
         printf("  load balance             every %lld steps: %lld moves, %lld particles per "
                "layer moved; shares %.0f to %.0f per layer\n",
-               (long long)o->balance, (long long)r->moves, (long long)r->moved, r->share.min,
-               r->share.max);
+               (long long)o->balance, (long long)r->balance.moves, (long long)r->balance.moved,
+               r->share.min, r->share.max);
     fflush(stdout);
     if (!o->tsv)
         return;

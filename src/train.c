@@ -328,26 +328,7 @@ static int diverged(int root, int64_t step)
     return 4;
 }
 
-/* This rank's compute clock: wall time less the time spent in MPI. */
-static double busy_clock(void) { return comm_wtime() - timer_seconds(TIMER_MPI); }
-
-/* Every balance_every steps: move particles towards the faster ranks. */
-struct balance_state {
-    double busy;          /* compute seconds since the last rebalance */
-    int64_t moves, moved; /* rebalances that moved particles; particles per layer moved */
-};
-
-static void rebalance(struct mf_model *m, struct balance_state *b)
-{
-    timer_start(TIMER_BALANCE);
-    int64_t moved = balance_particles(&m->particles, b->busy, m->comm);
-    b->moves += moved > 0;
-    b->moved += moved;
-    b->busy = 0;
-    timer_stop(TIMER_BALANCE);
-}
-
-static void balance_summary(const struct mf_model *m, const struct balance_state *b)
+static void balance_summary(const struct mf_model *m, const struct balance *b)
 {
     double lo, mean, hi;
     int largest;
@@ -385,7 +366,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     double t_start = comm_wtime(), step_seconds = 0, slowest_step = 0, save_seconds = 0;
     int64_t steps_since_row = 0;
     struct mf_observables o = {0};
-    struct balance_state balance = {0};
+    struct balance balance = {0};
     const int64_t balance_every = comm_size(m->comm) > 1 ? cfg->train.balance_every : 0;
     for (int64_t k = run->start; k <= steps; k++) {
         const int last = k == steps;
@@ -395,9 +376,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             o.time = (double)k * cfg->train.lr;
             observe(cfg, ds, m, &w, &o);
         }
-        double t0 = comm_wtime(), busy0 = busy_clock();
+        double t0 = comm_wtime(), busy0 = balance_clock();
         double batch_loss = batch_forward(cfg, ds, m, &w, k);
-        balance.busy += busy_clock() - busy0;
+        balance.busy += balance_clock() - busy0;
         int finite = isfinite(batch_loss) && (!log_now || isfinite(o.loss));
         if (!comm_all_ok(finite, m->comm)) {
             status = diverged(root, k);
@@ -427,9 +408,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             }
         }
 
-        busy0 = busy_clock();
+        busy0 = balance_clock();
         double vv = batch_backward(cfg, m, &w, k, !last);
-        balance.busy += busy_clock() - busy0;
+        balance.busy += balance_clock() - busy0;
         if (!last) {
             double dt = comm_wtime() - t0;
             step_seconds += dt;
@@ -453,8 +434,11 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             status = diverged(root, k);
             break;
         }
-        if (balance_every && !last && (k + 1 - run->start) % balance_every == 0)
-            rebalance(m, &balance);
+        if (balance_every && !last && (k + 1 - run->start) % balance_every == 0) {
+            timer_start(TIMER_BALANCE);
+            balance_particles(&m->particles, &balance, m->comm);
+            timer_stop(TIMER_BALANCE);
+        }
     }
     if (balance_every)
         balance_summary(m, &balance);

@@ -110,8 +110,12 @@ static void test_balance_particles_moves_work(void **state)
     for (int r = 0; r < test_ranks; r++)
         busy[r] = r == 0 ? 3.0 : 1.0;
     int64_t planned = balance_plan(test_ranks, old, busy, plan);
-    int64_t moved = balance_particles(&p, busy[test_rank], MPI_COMM_WORLD);
+    struct balance b = {.busy = busy[test_rank], .moves = 2, .moved = 5};
+    int64_t moved = balance_particles(&p, &b, MPI_COMM_WORLD);
     assert_int_equal(moved, planned);
+    assert_true(b.busy == 0);
+    assert_int_equal(b.moves, 2 + (planned > 0));
+    assert_int_equal(b.moved, 5 + planned);
     assert_int_equal(p.first, plan[test_rank]);
     assert_int_equal(p.count, plan[test_rank + 1] - plan[test_rank]);
     if (test_ranks > 1)
