@@ -24,11 +24,18 @@ int comm_size(MPI_Comm comm);
  * Timed under TIMER_MPI. Collective. */
 void comm_sum(double *values, long n, MPI_Comm comm);
 
+/* Each comm_sum's wait, in seconds, in call order. */
+struct comm_wait_log {
+    double *wait;
+    long n, capacity; /* calls beyond capacity are not logged */
+};
+
 /* When on, comm_sum first waits in a barrier, timed under TIMER_MPI_WAIT
  * as well: TIMER_MPI then splits into waiting for the slowest rank (load
- * imbalance) and the reduction itself. For benchmarks; off by default, as
- * it adds a barrier's latency to every reduction. */
-void comm_time_waits(int on);
+ * imbalance) and the reduction itself; with a log (else NULL), each wait
+ * is also appended to it. For benchmarks; off by default, as it adds a
+ * barrier's latency to every reduction. */
+void comm_time_waits(int on, struct comm_wait_log *log);
 
 /* Maximum of one double over all ranks, on every rank. Collective. */
 double comm_max(double value, MPI_Comm comm);
@@ -41,6 +48,10 @@ void comm_stats(double value, MPI_Comm comm, double *min, double *mean, double *
 /* Every rank's value, in rank order, into all[comm_size]. Collective. */
 void comm_allgather(double value, double *all, MPI_Comm comm);
 void comm_allgather_i64(int64_t value, int64_t *all, MPI_Comm comm);
+
+/* Every rank's n doubles, in rank order, into recv[comm_size * n] on root
+ * (recv is not used elsewhere). Collective. */
+void comm_gather(const double *send, long n, double *recv, int root, MPI_Comm comm);
 
 /* Personalised exchange of items of `item` doubles: send_counts[r] items go
  * to rank r, taken in rank order from send; recv_counts[r] items come from

@@ -8,6 +8,7 @@
  */
 #include "bench.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ struct bench_options {
     int activation;     /* enum mf_activation */
     const char *tsv;    /* append a TSV row here (NULL: none) */
     const char *label;  /* first TSV column */
+    const char *waits;  /* write every reduction's waits here (NULL: none) */
 };
 
 static void bench_usage(FILE *out)
@@ -38,17 +40,18 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: mpirun -n R mfres bench [--layers L] [--width M] [--per-rank] [--dim D]\n"
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
-            "                   [--label TEXT] [--balance K]\n"
+            "                   [--label TEXT] [--balance K] [--waits FILE]\n"
             "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh. --per-rank makes M\n"
             "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
             "header when the file is new). --balance K moves particles to the faster ranks\n"
-            "every K steps, as train.balance_every does (its time counts in the steps).\n");
+            "every K steps, as train.balance_every does (its time counts in the steps).\n"
+            "--waits writes each rank's wait before every reduction of the timed steps.\n");
 }
 
 /* Parse options; 0 or -1 with err. */
 static int parse(int argc, char **argv, struct bench_options *o, char *err, size_t errlen)
 {
-    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, MF_ACT_TANH, NULL, "bench"};
+    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, MF_ACT_TANH, NULL, "bench", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t *field = !strcmp(a, "--layers") ? &o->layers
@@ -62,13 +65,16 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
             o->per_rank = 1;
             continue;
         }
-        if (!field && strcmp(a, "--tsv") && strcmp(a, "--label") && strcmp(a, "--activation"))
+        if (!field && strcmp(a, "--tsv") && strcmp(a, "--label") && strcmp(a, "--activation") &&
+            strcmp(a, "--waits"))
             return snprintf(err, errlen, "bench: unknown option '%s'", a), -1;
         if (!v)
             return snprintf(err, errlen, "bench: %s needs a value", a), -1;
         i++;
         if (!strcmp(a, "--tsv")) {
             o->tsv = v;
+        } else if (!strcmp(a, "--waits")) {
+            o->waits = v;
         } else if (!strcmp(a, "--label")) {
             o->label = v;
         } else if (!strcmp(a, "--activation")) {
@@ -119,6 +125,8 @@ struct measured {
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
     struct balance balance;            /* what load balancing moved */
+    struct comm_wait_log waits;        /* with --waits: this rank's waits */
+    double *all_waits;                 /* and on rank 0 every rank's, [rank][call] */
 };
 
 /* The DGEMM peak is measured between the steps, on the same core: a shared
@@ -138,7 +146,11 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     double *peaks = r->fraction + n;
     const double flops_per_rank = 12.0 * (double)o->batch * (double)cfg->model.dim *
                                   (double)cfg->model.width * (double)cfg->model.layers / ranks;
-    comm_time_waits(1);
+    if (o->waits) {
+        r->waits.capacity = n * (4 * cfg->model.layers + 16); /* 2L - 1 per step, and margin */
+        r->waits.wait = xmalloc((size_t)r->waits.capacity * sizeof *r->waits.wait);
+    }
+    comm_time_waits(1, o->waits ? &r->waits : NULL);
     timer_reset_all();
     double step_total = 0;
     peaks[0] = kernels_dgemm_gflops(0.2);
@@ -155,7 +167,13 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
         r->fraction[k] = flops_per_rank / r->seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
     }
     const double mpi = timer_seconds(TIMER_MPI), wait = timer_seconds(TIMER_MPI_WAIT);
-    comm_time_waits(0);
+    comm_time_waits(0, NULL);
+    if (o->waits) {
+        r->all_waits = comm_rank(comm) == 0
+                           ? xmalloc((size_t)(ranks * r->waits.n) * sizeof *r->all_waits)
+                           : NULL;
+        comm_gather(r->waits.wait, r->waits.n, r->all_waits, 0, comm);
+    }
     comm_sum(r->fraction, (long)n, comm); /* the mean over ranks of each step's ratio */
     for (int64_t k = 0; k < n; k++)
         r->fraction[k] /= ranks;
@@ -172,9 +190,56 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     r->rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
 }
 
-/* The table on stdout and, with --tsv, one row. Rank 0 only. */
+/* The --waits file, one row per reduction: the step, the reduction within
+ * it, then each rank's wait in seconds. Returns how many reductions in a row,
+ * on average, the same rank arrived last (waited least). Rank 0 only. */
+static double write_waits(FILE *f, const char *path, int ranks, int64_t steps,
+                          const struct measured *r)
+{
+    const long n = r->waits.n, per_step = n / steps;
+    fprintf(f, "step\treduction");
+    for (int q = 0; q < ranks; q++)
+        fprintf(f, "\twait_%d", q);
+    fprintf(f, "\n");
+    long runs = 0;
+    int previous_last = -1;
+    for (long i = 0; i < n; i++) {
+        fprintf(f, "%ld\t%ld", i / per_step + 1, i % per_step);
+        int last = 0;
+        for (int q = 0; q < ranks; q++) {
+            const double w = r->all_waits[q * n + i];
+            fprintf(f, "\t%.9f", w);
+            if (w < r->all_waits[last * n + i])
+                last = q;
+        }
+        fprintf(f, "\n");
+        runs += last != previous_last;
+        previous_last = last;
+    }
+    if (fclose(f) != 0)
+        log_fatal("bench: cannot write %s", path);
+    return runs ? (double)n / (double)runs : 0;
+}
+
+/* Rank 0's output files, opened before the run so that a bad path fails at
+ * once. */
+struct outputs {
+    FILE *tsv, *waits;
+};
+
+/* Open path (if not NULL) with mode; 0, or -1 with err. */
+static int open_output(const char *path, const char *mode, FILE **f, char *err, size_t errlen)
+{
+    *f = path ? fopen(path, mode) : NULL;
+    if (path && !*f)
+        return snprintf(err, errlen, "bench: cannot write %s: %s", path, strerror(errno)), -1;
+    return 0;
+}
+
+/* The table on stdout and, with --tsv, one row. Rank 0 only; closes the
+ * output files. */
 static void report(const struct bench_options *o, const struct mf_config *cfg, int ranks,
-                   const struct measured *r)
+                   const struct measured *r, struct outputs *out)
 {
     const int64_t n = r->n;
     const double L = (double)cfg->model.layers, M = (double)cfg->model.width;
@@ -212,12 +277,19 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                "layer moved; shares %.0f to %.0f per layer\n",
                (long long)o->balance, (long long)r->balance.moves, (long long)r->balance.moved,
                r->share.min, r->share.max);
+    if (out->waits) {
+        const double run = write_waits(out->waits, o->waits, ranks, n, r);
+        if (ranks > 1)
+            printf("  last rank to arrive      the same for %.1f reductions in a row on average "
+                   "(%.1f if random)\n",
+                   run, ranks / (ranks - 1.0));
+        printf("  waits                    %ld reductions per rank in %s\n", r->waits.n,
+               o->waits);
+    }
     fflush(stdout);
-    if (!o->tsv)
-        return;
-    FILE *f = fopen(o->tsv, "a");
+    FILE *f = out->tsv;
     if (!f)
-        log_fatal("bench: cannot append to %s", o->tsv);
+        return;
     if (ftell(f) == 0)
         fprintf(f, "label\tranks\tlayers\twidth\tdim\tbatch\tsteps\tdgemm_gflops\t"
                    "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
@@ -229,7 +301,8 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
             o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
             r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
             r->wait.max, r->reduce.max);
-    fclose(f);
+    if (fclose(f) != 0)
+        log_fatal("bench: cannot write %s", o->tsv);
 }
 
 int bench_main(int argc, char **argv, MPI_Comm comm)
@@ -237,11 +310,19 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     struct bench_options o;
     char err[MF_ERR_MAX] = "";
     const int rank = comm_rank(comm), ranks = comm_size(comm);
-    int ok = parse(argc, argv, &o, err, sizeof err) == 0;
+    const int parsed = parse(argc, argv, &o, err, sizeof err) == 0;
+    struct outputs out = {NULL, NULL};
+    int ok = parsed;
+    if (ok && rank == 0)
+        ok = open_output(o.tsv, "a", &out.tsv, err, sizeof err) == 0 &&
+             open_output(o.waits, "w", &out.waits, err, sizeof err) == 0;
     if (comm_first_failure(ok, comm) >= 0) {
         if (rank == 0) {
             fprintf(stderr, "mfres: error: %s\n", err);
-            bench_usage(stderr);
+            if (!parsed)
+                bench_usage(stderr);
+            if (out.tsv)
+                fclose(out.tsv);
         }
         return 2;
     }
@@ -269,8 +350,10 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     struct measured r;
     measure(&o, &cfg, &ds, &m, w, &r);
     if (rank == 0)
-        report(&o, &cfg, ranks, &r);
+        report(&o, &cfg, ranks, &r, &out);
     free(r.seconds);
+    free(r.waits.wait);
+    free(r.all_waits);
     train_workspace_destroy(w);
     model_destroy(&m);
     data_free(&ds);

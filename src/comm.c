@@ -35,16 +35,24 @@ int comm_size(MPI_Comm comm)
 }
 
 static int time_waits;
+static struct comm_wait_log *wait_log;
 
-void comm_time_waits(int on) { time_waits = on; }
+void comm_time_waits(int on, struct comm_wait_log *log)
+{
+    time_waits = on;
+    wait_log = on ? log : NULL;
+}
 
 void comm_sum(double *values, long n, MPI_Comm comm)
 {
     timer_start(TIMER_MPI);
     if (time_waits) {
+        double t0 = MPI_Wtime();
         timer_start(TIMER_MPI_WAIT);
         MPI_Barrier(comm);
         timer_stop(TIMER_MPI_WAIT);
+        if (wait_log && wait_log->n < wait_log->capacity)
+            wait_log->wait[wait_log->n++] = MPI_Wtime() - t0;
     }
     /* MPI counts are int: reduce in slices for very large buffers. */
     const long slice = 1L << 30;
@@ -86,6 +94,13 @@ void comm_allgather(double value, double *all, MPI_Comm comm)
 void comm_allgather_i64(int64_t value, int64_t *all, MPI_Comm comm)
 {
     MPI_Allgather(&value, 1, MPI_INT64_T, all, 1, MPI_INT64_T, comm);
+}
+
+void comm_gather(const double *send, long n, double *recv, int root, MPI_Comm comm)
+{
+    if (n > INT_MAX)
+        log_fatal("comm_gather: %ld values exceed MPI's int counts", n);
+    MPI_Gather(send, (int)n, MPI_DOUBLE, recv, (int)n, MPI_DOUBLE, root, comm);
 }
 
 void comm_exchange(const double *send, const int64_t *send_counts, double *recv,

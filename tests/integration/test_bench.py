@@ -50,3 +50,35 @@ def test_bench_bad_option():
     assert proc.returncode == 2 and "bench: unknown option '--widht'" in proc.stderr
     proc = mfres("bench", "--steps", "0")
     assert proc.returncode == 2 and "--steps needs a positive integer" in proc.stderr
+
+
+def test_bench_waits_log(tmp_path):
+    """--waits: one row per reduction of the timed steps with every rank's wait,
+    and the printed run length recomputed from the file."""
+    path = tmp_path / "waits.tsv"
+    out = mfres("bench", "--layers", "3", "--width", "2000", "--dim", "4", "--batch", "16",
+                "--steps", "4", "--waits", path, ranks=3, check=True).stdout
+    rows = [line.split("\t") for line in open(path).read().splitlines()]
+    assert rows[0] == ["step", "reduction", "wait_0", "wait_1", "wait_2"]
+    steps = [int(r[0]) for r in rows[1:]]
+    per_step = len(steps) // 4
+    assert len(steps) == 4 * per_step and per_step >= 2 * 3 - 1  # L forward, L - 1 adjoint
+    assert steps == [1 + i // per_step for i in range(len(steps))]
+    assert [int(r[1]) for r in rows[1:]] == [i % per_step for i in range(len(steps))]
+    waits = [[float(x) for x in r[2:]] for r in rows[1:]]
+    assert all(w >= 0 for row in waits for w in row)
+    last = [row.index(min(row)) for row in waits]
+    runs = 1 + sum(a != b for a, b in zip(last, last[1:]))
+    m = re.search(r"last rank to arrive +the same for ([0-9.]+) reductions in a row on "
+                  r"average \(1\.5 if random\)", out)
+    assert m, out
+    assert abs(float(m.group(1)) - len(last) / runs) < 0.051
+    assert f"{len(steps)} reductions per rank in {path}" in out
+
+
+def test_bench_unwritable_output_fails_before_the_run(tmp_path):
+    for option in ("--tsv", "--waits"):
+        proc = mfres("bench", option, tmp_path / "missing" / "out.tsv", ranks=2)
+        assert proc.returncode == 2
+        assert f"bench: cannot write {tmp_path}/missing/out.tsv: No such file" in proc.stderr
+        assert "DGEMM peak" not in proc.stdout
