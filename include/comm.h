@@ -60,6 +60,23 @@ void comm_gather(const double *send, long n, double *recv, int root, MPI_Comm co
 void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
                    const int64_t *recv_counts, int item, MPI_Comm comm);
 
+/* The ranks of comm that share memory with this one (one node), in comm's
+ * order. Free with comm_free. Collective. */
+MPI_Comm comm_node(MPI_Comm comm);
+void comm_free(MPI_Comm *comm);
+
+/* Memory that every rank of node can read and write: this rank's segment
+ * of bytes (page aligned, its own pages), the whole window open for direct
+ * loads and stores (a passive epoch on every rank) until comm_shared_free.
+ * Collective over node. */
+void *comm_shared_alloc(size_t bytes, MPI_Comm node, MPI_Win *win);
+/* The segment of node rank `rank`. Not collective. */
+void *comm_shared_peer(MPI_Win win, int rank);
+/* Make this rank's stores to the window visible, and others' visible to it,
+ * across the next synchronising call (MPI_Win_sync). Not collective. */
+void comm_shared_sync(MPI_Win win);
+void comm_shared_free(MPI_Win *win); /* collective over the window's node */
+
 /* Logical AND of ok over all ranks: nonzero only if every rank passed
  * nonzero. The way ranks agree to stop together. Collective. */
 int comm_all_ok(int ok, MPI_Comm comm);

@@ -18,6 +18,8 @@
 
 #include "particles.h"
 
+struct mf_share;
+
 struct mf_config;
 
 struct mf_model {
@@ -31,6 +33,7 @@ struct mf_model {
     MPI_Comm comm;                 /* ranks sharing the particles */
     double *work;                  /* kernel workspace */
     double *grad;                  /* one chunk's gradient tile: gu, gw, gb */
+    struct mf_share *share;        /* work sharing on the node (train.share_work); or NULL */
 };
 
 /* What the backward pass does with the gradient of each chunk. */

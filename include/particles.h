@@ -34,7 +34,21 @@ struct mf_particles {
     double *u;      /* [layers][count][dim] */
     double *w;      /* [layers][count][dim] */
     double *b;      /* [layers][count] */
+    int borrowed;   /* the arrays live in memory owned elsewhere (a shared window) */
 };
+
+/* One chunk of one layer, wherever it lives. */
+struct mf_chunk {
+    double *u, *w, *b; /* the values of its first particle */
+    int64_t first;     /* index m within the layer of its first particle */
+    int64_t size;      /* particles, 1 to MF_CHUNK */
+    int64_t offset;    /* of its first particle in its owner's arrays, l * count + i */
+    int own;           /* owned by this rank */
+};
+
+/* The chunk of layer l starting at owned index i0 (a multiple of MF_CHUNK
+ * below count). */
+struct mf_chunk particles_chunk(const struct mf_particles *p, int64_t l, int64_t i0);
 
 /* The index range a rank owns in each layer under the block distribution of
  * chunks. Not collective. */
@@ -45,12 +59,20 @@ void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int 
                      int ranks);
 void particles_free(struct mf_particles *p);
 
+/* The shape and share of particles_alloc without the arrays; then
+ * particles_attach places them in particles_values(p) doubles owned by the
+ * caller (particles_free leaves those alone). */
+void particles_layout(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
+                      int ranks);
+int64_t particles_values(const struct mf_particles *p);
+void particles_attach(struct mf_particles *p, double *values);
+
 /* Move particles between the ranks of comm so that rank r owns
  * [bounds[r], bounds[r + 1]) of every layer. bounds has comm_size + 1
  * entries, from 0 to width, non-decreasing, multiples of MF_CHUNK except the
  * last; every rank passes the same. Values are moved, not recomputed; the
  * extra memory is the moving particles only (kept ones are shifted in place).
- * Collective. */
+ * Not for borrowed arrays. Collective. */
 void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Comm comm);
 
 /* Draw the initial values of the owned particles from the stream (seed,

@@ -21,6 +21,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "model.h"
+#include "share.h"
 #include "timer.h"
 #include "train.h"
 #include "version.h"
@@ -29,6 +30,7 @@ struct bench_options {
     int64_t layers, width, dim, batch, steps;
     int64_t balance;    /* rebalance every k steps; 0 = off */
     int per_rank;       /* width is per rank: M = width x ranks (weak scaling) */
+    int share;          /* train.share_work = node */
     int activation;     /* enum mf_activation */
     const char *tsv;    /* append a TSV row here (NULL: none) */
     const char *label;  /* first TSV column */
@@ -40,18 +42,20 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: mpirun -n R mfres bench [--layers L] [--width M] [--per-rank] [--dim D]\n"
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
-            "                   [--label TEXT] [--balance K] [--waits FILE]\n"
+            "                   [--label TEXT] [--balance K] [--share] [--waits FILE]\n"
             "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh. --per-rank makes M\n"
             "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
             "header when the file is new). --balance K moves particles to the faster ranks\n"
             "every K steps, as train.balance_every does (its time counts in the steps).\n"
+            "--share lets the ranks of a node compute each other's chunks, as\n"
+            "train.share_work = node does.\n"
             "--waits writes each rank's wait before every reduction of the timed steps.\n");
 }
 
 /* Parse options; 0 or -1 with err. */
 static int parse(int argc, char **argv, struct bench_options *o, char *err, size_t errlen)
 {
-    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, MF_ACT_TANH, NULL, "bench", NULL};
+    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, 0, MF_ACT_TANH, NULL, "bench", NULL};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t *field = !strcmp(a, "--layers") ? &o->layers
@@ -61,8 +65,8 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
                          : !strcmp(a, "--steps") ? &o->steps
                          : !strcmp(a, "--balance") ? &o->balance
                                                    : NULL;
-        if (!strcmp(a, "--per-rank")) {
-            o->per_rank = 1;
+        if (!strcmp(a, "--per-rank") || !strcmp(a, "--share")) {
+            *(a[2] == 'p' ? &o->per_rank : &o->share) = 1;
             continue;
         }
         if (!field && strcmp(a, "--tsv") && strcmp(a, "--label") && strcmp(a, "--activation") &&
@@ -125,6 +129,7 @@ struct measured {
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
     struct balance balance;            /* what load balancing moved */
+    double shared;                     /* work sharing: the share of chunks by another rank */
     struct comm_wait_log waits;        /* with --waits: this rank's waits */
     double *all_waits;                 /* and on rank 0 every rank's, [rank][call] */
 };
@@ -185,6 +190,13 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     r->wait = over_ranks(wait / step_total, comm);
     r->reduce = over_ranks((mpi - wait) / step_total, comm);
     r->share = over_ranks((double)m->particles.count, comm);
+    if (m->share) {
+        int64_t computed, foreign;
+        share_counts(m->share, &computed, &foreign);
+        double counts[2] = {(double)computed, (double)foreign};
+        comm_sum(counts, 2, comm);
+        r->shared = counts[1] / counts[0];
+    }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     r->rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
@@ -277,6 +289,10 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                "layer moved; shares %.0f to %.0f per layer\n",
                (long long)o->balance, (long long)r->balance.moves, (long long)r->balance.moved,
                r->share.min, r->share.max);
+    if (o->share)
+        printf("  work sharing             %.1f %% of the chunk evaluations by another rank of "
+               "the node\n",
+               100 * r->shared);
     if (out->waits) {
         const double run = write_waits(out->waits, o->waits, ranks, n, r);
         if (ranks > 1)
@@ -335,6 +351,8 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     cfg.model.width = o.per_rank ? o.width * ranks : o.width;
     cfg.model.dim = o.dim;
     cfg.model.activation = o.activation;
+    cfg.train.share_work = o.share ? MF_SHARE_NODE : MF_SHARE_OFF;
+    cfg.train.balance_every = o.balance;
     cfg.data.input_dim = o.dim;
     cfg.data.samples = o.batch;
     cfg.data.test_samples = 0;

@@ -132,6 +132,44 @@ void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
     MPI_Type_free(&type);
 }
 
+MPI_Comm comm_node(MPI_Comm comm)
+{
+    MPI_Comm node;
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, comm_rank(comm), MPI_INFO_NULL, &node);
+    return node;
+}
+
+void comm_free(MPI_Comm *comm) { MPI_Comm_free(comm); }
+
+void *comm_shared_alloc(size_t bytes, MPI_Comm node, MPI_Win *win)
+{
+    MPI_Info info;
+    MPI_Info_create(&info);
+    MPI_Info_set(info, "alloc_shared_noncontig", "true");
+    void *base;
+    MPI_Win_allocate_shared((MPI_Aint)bytes, 1, info, node, &base, win);
+    MPI_Info_free(&info);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, *win);
+    return base;
+}
+
+void *comm_shared_peer(MPI_Win win, int rank)
+{
+    MPI_Aint size;
+    int unit;
+    void *base;
+    MPI_Win_shared_query(win, rank, &size, &unit, &base);
+    return base;
+}
+
+void comm_shared_sync(MPI_Win win) { MPI_Win_sync(win); }
+
+void comm_shared_free(MPI_Win *win)
+{
+    MPI_Win_unlock_all(*win);
+    MPI_Win_free(win);
+}
+
 int comm_all_ok(int ok, MPI_Comm comm)
 {
     int in = ok != 0, out;

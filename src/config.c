@@ -22,6 +22,7 @@ static const char *const architecture_names[] = {"resnet", "shallow", NULL};
 static const char *const data_kind_names[] = {"teacher", "sine", "spirals", "file", NULL};
 static const char *const order_names[] = {"fixed", "shuffle", NULL};
 static const char *const loss_names[] = {"mse", "cross_entropy", NULL};
+static const char *const share_names[] = {"off", "node", NULL};
 
 struct key {
     const char *section;
@@ -76,6 +77,8 @@ static const struct key keys[] = {
     CHOICE(train, loss, "mse", loss_names, "mse or cross_entropy (integer labels)"),
     INT(train, seed, "3", 0, "seed of minibatches, layer orders and noise"),
     INT(train, balance_every, "0", 0, "move particles to faster ranks every k steps; 0 = off"),
+    CHOICE(train, share_work, "off", share_names,
+           "off, or node: ranks of a node compute each other's chunks when done with theirs"),
     PATH(output, dir, "mfres-run", "run directory (--out overrides)"),
     INT(output, log_every, "100", 1, "metrics row and progress line every k steps"),
     INT(output, checkpoint_every, "0", 0, "checkpoint every k steps; 0 = only at the end"),
@@ -372,6 +375,12 @@ int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char
     if (cfg->train.batch > cfg->data.samples)
         return fail(err, errlen, "train.batch = %lld is larger than data.samples = %lld",
                     (long long)cfg->train.batch, (long long)cfg->data.samples),
+               -1;
+    if (cfg->train.share_work == MF_SHARE_NODE && cfg->train.balance_every > 0)
+        return fail(err, errlen,
+                    "train.share_work = node and train.balance_every = %lld exclude each other "
+                    "(shared particles do not move between ranks)",
+                    (long long)cfg->train.balance_every),
                -1;
     return 0;
 }

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "kernels.h"
 #include "log.h"
+#include "share.h"
 #include "timer.h"
 
 void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out,
@@ -30,8 +31,12 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
     m->alpha = cfg->model.alpha;
     m->h = cfg->model.alpha / ((double)cfg->model.layers * (double)cfg->model.width);
     m->d_out = d_out;
-    particles_alloc(&m->particles, cfg->model.layers, cfg->model.width, (int)cfg->model.dim,
-                    comm_rank(comm), comm_size(comm));
+    if (cfg->train.share_work == MF_SHARE_NODE && comm_size(comm) > 1)
+        m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
+                                (int)cfg->model.dim, comm);
+    else
+        particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
+                        (int)cfg->model.dim, comm_rank(comm), comm_size(comm));
     particles_init(&m->particles, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,
                    (uint64_t)cfg->init.seed, RNG_INIT);
     m->work = xmalloc((size_t)kernels_workspace(MF_CHUNK) * sizeof(double));
@@ -41,6 +46,9 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
 void model_destroy(struct mf_model *m)
 {
     particles_free(&m->particles);
+    if (m->share)
+        share_destroy(m->share);
+    m->share = NULL;
     free(m->work);
     free(m->grad);
     m->work = m->grad = NULL;
@@ -56,17 +64,41 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
     }
 }
 
+/* One pass over the chunks of layer l: this rank's own, in order, or with
+ * work sharing whichever it claims on its node (every chunk of the node
+ * exactly once over its ranks). */
+struct pass {
+    struct mf_model *m;
+    int64_t l, next; /* next own index, without sharing */
+};
+
+static struct pass pass_begin(struct mf_model *m, int64_t l, int steal)
+{
+    if (m->share)
+        share_begin(m->share, l, steal);
+    return (struct pass){m, l, 0};
+}
+
+static int pass_next(struct pass *ps, struct mf_chunk *c)
+{
+    const struct mf_particles *p = &ps->m->particles;
+    if (ps->m->share)
+        return share_next(ps->m->share, c);
+    if (ps->next >= p->count)
+        return 0;
+    *c = particles_chunk(p, ps->l, ps->next);
+    ps->next += MF_CHUNK;
+    return 1;
+}
+
 /* drift += this rank's chunks of layer l evaluated at X (not reduced). */
 static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X, double *drift)
 {
-    const struct mf_particles *p = &m->particles;
-    const int D = p->dim;
-    for (int64_t i0 = 0; i0 < p->count; i0 += MF_CHUNK) {
-        int64_t cm = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK;
-        int64_t local = l * p->count + i0;
-        kernels_forward(m->activation, n, D, X, cm, p->u + local * D, p->w + local * D,
-                        p->b + local, drift, m->work);
-    }
+    struct pass ps = pass_begin(m, l, 1);
+    struct mf_chunk c;
+    while (pass_next(&ps, &c))
+        kernels_forward(m->activation, n, m->particles.dim, X, c.size, c.u, c.w, c.b, drift,
+                        m->work);
 }
 
 void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride,
@@ -171,22 +203,20 @@ static double update_part(const struct mf_model *m, const struct mf_update *upd,
 /* Langevin noise sqrt(2 lr T) xi on a chunk's updated particles. xi is keyed
  * by (step, layer, particle, component / 4), components in the order u, w, b:
  * the same on any rank count. */
-static void add_noise(struct mf_model *m, const struct mf_update *upd, int64_t l, int64_t i0,
-                      int64_t cm)
+static void add_noise(const struct mf_model *m, const struct mf_update *upd, int64_t l,
+                      const struct mf_chunk *c)
 {
-    struct mf_particles *p = &m->particles;
-    const int D = p->dim;
-    const int64_t local = l * p->count + i0;
+    const int D = m->particles.dim;
     const double noise = sqrt(2.0 * upd->lr * upd->temperature);
-    for (int64_t i = 0; i < cm; i++) {
-        double *theta[3] = {p->u + (local + i) * D, p->w + (local + i) * D, p->b + local + i};
+    for (int64_t i = 0; i < c->size; i++) {
+        double *theta[3] = {c->u + i * D, c->w + i * D, c->b + i};
         double z[4];
         int comp = 0;
         for (int part = 0; part < 3; part++)
             for (int k = 0; k < (part < 2 ? D : 1); k++, comp++) {
                 if (comp % 4 == 0)
                     rng_normal4(upd->seed, RNG_NOISE, (uint64_t)upd->step, (uint64_t)l,
-                                (uint64_t)(p->first + i0 + i), (uint64_t)comp / 4, z);
+                                (uint64_t)(c->first + i), (uint64_t)comp / 4, z);
                 theta[part][k] += noise * z[comp % 4];
             }
     }
@@ -194,20 +224,18 @@ static void add_noise(struct mf_model *m, const struct mf_update *upd, int64_t l
 
 /* Turn one chunk's raw sums into dE/dtheta, optionally copy it out, and
  * apply the update. Returns the chunk's sum of squared velocities. */
-static double update_chunk(struct mf_model *m, const struct mf_update *upd, int64_t l,
-                           int64_t i0, int64_t cm, const double *gu, const double *gw,
+static double update_chunk(const struct mf_model *m, const struct mf_update *upd, int64_t l,
+                           const struct mf_chunk *c, const double *gu, const double *gw,
                            const double *gb)
 {
-    struct mf_particles *p = &m->particles;
-    const int D = p->dim;
-    const int64_t local = l * p->count + i0;
-    const int copy = upd && upd->grad_u;
-    double vv = update_part(m, upd, cm * D, p->u + local * D, gu,
-                            copy ? upd->grad_u + local * D : NULL);
-    vv += update_part(m, upd, cm * D, p->w + local * D, gw, copy ? upd->grad_w + local * D : NULL);
-    vv += update_part(m, upd, cm, p->b + local, gb, copy ? upd->grad_b + local : NULL);
+    const int D = m->particles.dim;
+    const int64_t cm = c->size, at = c->offset;
+    const int copy = upd && upd->grad_u; /* only in passes of own chunks */
+    double vv = update_part(m, upd, cm * D, c->u, gu, copy ? upd->grad_u + at * D : NULL);
+    vv += update_part(m, upd, cm * D, c->w, gw, copy ? upd->grad_w + at * D : NULL);
+    vv += update_part(m, upd, cm, c->b, gb, copy ? upd->grad_b + at : NULL);
     if (upd && upd->apply && upd->temperature > 0)
-        add_noise(m, upd, l, i0, cm);
+        add_noise(m, upd, l, c);
     return vv;
 }
 
@@ -229,18 +257,27 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
         const int want_dp = !shallow && k > 0;
         if (want_dp)
             memset(dP, 0, (size_t)nd * sizeof *dP);
-        for (int64_t i0 = 0; i0 < p->count; i0 += MF_CHUNK) {
-            int64_t cm = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK;
-            int64_t local = l * p->count + i0;
-            kernels_backward(m->activation, n, D, Xk, P, cm, p->u + local * D, p->w + local * D,
-                             p->b + local, want_dp ? dP : NULL, gu, gw, gb, m->work);
-            vv += update_chunk(m, upd, l, i0, cm, gu, gw, gb);
+        /* Gradients copied out are laid out per owned particle: such a
+         * pass computes this rank's chunks only. */
+        struct pass ps = pass_begin(m, l, !(upd && upd->grad_u));
+        struct mf_chunk c;
+        while (pass_next(&ps, &c)) {
+            kernels_backward(m->activation, n, D, Xk, P, c.size, c.u, c.w, c.b,
+                             want_dp ? dP : NULL, gu, gw, gb, m->work);
+            vv += update_chunk(m, upd, l, &c, gu, gw, gb);
         }
         if (want_dp) {
             comm_sum(dP, nd, m->comm);
             for (int64_t i = 0; i < nd; i++)
                 P[i] += m->h * dP[i];
         }
+    }
+    /* The last pass ends in no reduction: other ranks of the node may still
+     * be updating chunks of ours. */
+    if (m->share) {
+        timer_start(TIMER_MPI);
+        comm_barrier(m->comm);
+        timer_stop(TIMER_MPI);
     }
     return vv;
 }

@@ -21,13 +21,31 @@ void particles_partition(int64_t width, int rank, int ranks, int64_t *first, int
     *count = m1 > m0 ? m1 - m0 : 0;
 }
 
+void particles_layout(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
+                      int ranks)
+{
+    *p = (struct mf_particles){.layers = layers, .width = width, .dim = dim};
+    particles_partition(width, rank, ranks, &p->first, &p->count);
+}
+
+int64_t particles_values(const struct mf_particles *p)
+{
+    return p->layers * p->count * (2 * (int64_t)p->dim + 1);
+}
+
+void particles_attach(struct mf_particles *p, double *values)
+{
+    const int64_t n = p->layers * p->count;
+    p->u = values;
+    p->w = values + n * p->dim;
+    p->b = values + 2 * n * p->dim;
+    p->borrowed = 1;
+}
+
 void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
                      int ranks)
 {
-    p->layers = layers;
-    p->width = width;
-    p->dim = dim;
-    particles_partition(width, rank, ranks, &p->first, &p->count);
+    particles_layout(p, layers, width, dim, rank, ranks);
     size_t n = (size_t)(layers * p->count);
     p->u = xmalloc(n * (size_t)dim * sizeof(double));
     p->w = xmalloc(n * (size_t)dim * sizeof(double));
@@ -36,10 +54,26 @@ void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int 
 
 void particles_free(struct mf_particles *p)
 {
-    free(p->u);
-    free(p->w);
-    free(p->b);
+    if (!p->borrowed) {
+        free(p->u);
+        free(p->w);
+        free(p->b);
+    }
     p->u = p->w = p->b = NULL;
+}
+
+struct mf_chunk particles_chunk(const struct mf_particles *p, int64_t l, int64_t i0)
+{
+    const int64_t offset = l * p->count + i0;
+    return (struct mf_chunk){
+        .u = p->u + offset * p->dim,
+        .w = p->w + offset * p->dim,
+        .b = p->b + offset,
+        .first = p->first + i0,
+        .size = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK,
+        .offset = offset,
+        .own = 1,
+    };
 }
 
 /* One particle of one layer as 2D + 1 values: u, w, b. */
@@ -100,6 +134,8 @@ void particles_repartition(struct mf_particles *p, const int64_t *bounds, MPI_Co
 {
     const int rank = comm_rank(comm), ranks = comm_size(comm);
     const int64_t L = p->layers, f = p->first, c = p->count;
+    if (p->borrowed)
+        log_fatal("particles_repartition: the particles live in a shared window");
     const int64_t nf = bounds[rank], nc = bounds[rank + 1] - bounds[rank];
     /* Per peer r: the particles (of each layer) sent to it and received from
      * it, as index ranges [at, at + n). */

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "model.h"
 #include "rng.h"
+#include "share.h"
 #include "stop.h"
 #include "timer.h"
 
@@ -339,6 +340,18 @@ static void balance_summary(const struct mf_model *m, const struct balance *b)
                  (long long)b->moves, (long long)b->moved, lo, hi, largest);
 }
 
+static void share_summary(const struct mf_model *m)
+{
+    int64_t computed, foreign;
+    share_counts(m->share, &computed, &foreign);
+    double counts[2] = {(double)computed, (double)foreign};
+    comm_sum(counts, 2, m->comm);
+    if (comm_rank(m->comm) == 0)
+        log_info("work sharing: %.0f of %.0f chunk evaluations (%.1f%%) by another rank of the "
+                 "chunk's node",
+                 counts[1], counts[0], counts[0] > 0 ? 100 * counts[1] / counts[0] : 0.0);
+}
+
 int train_run(struct mf_run *run, struct mf_observables *final)
 {
     const struct mf_config *cfg = run->cfg;
@@ -442,6 +455,8 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     }
     if (balance_every)
         balance_summary(m, &balance);
+    if (m->share)
+        share_summary(m);
     timer_stop(TIMER_TOTAL);
     if (status == 0 && run->dir) {
         if (snap_every)

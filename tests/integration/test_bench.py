@@ -82,3 +82,13 @@ def test_bench_unwritable_output_fails_before_the_run(tmp_path):
         assert proc.returncode == 2
         assert f"bench: cannot write {tmp_path}/missing/out.tsv: No such file" in proc.stderr
         assert "DGEMM peak" not in proc.stdout
+
+
+def test_bench_share():
+    out = mfres("bench", "--layers", "2", "--width", "3000", "--dim", "4", "--batch", "8",
+                "--steps", "3", "--share", ranks=3, check=True).stdout
+    m = re.search(r"work sharing +([0-9.]+) % of the chunk evaluations by another rank", out)
+    assert m and 0 <= float(m[1]) < 100, out
+    proc = mfres("bench", "--share", "--balance", "2", ranks=2)
+    assert proc.returncode != 0
+    assert "train.share_work = node and train.balance_every = 2 exclude each other" in proc.stderr

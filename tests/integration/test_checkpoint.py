@@ -426,24 +426,33 @@ def test_fresh_run_refuses_a_directory_with_checkpoints(tmp_path, small_config, 
     assert tree_digest(reference) == before
 
 
-def test_balanced_run_matches_one_rank(tmp_path, small_config, monkeypatch):
-    """With train.balance_every, particles change rank during the run: here
-    3 ranks are bound to CPUs 0 and 1 (whatever the machine has), so ranks 0
-    and 2 share a core and run at half speed. The metrics, the checkpoint and
-    the strided snapshots match a 1-rank run's to the last bits, so every
-    particle was written where it belongs."""
+@pytest.mark.parametrize("remedy", ["balance", "share"])
+def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, remedy):
+    """With train.balance_every particles change rank during the run; with
+    train.share_work = node ranks compute each other's chunks. Here 3 ranks
+    are bound to CPUs 0 and 1 (whatever the machine has), so ranks 0 and 2
+    share a core and run at half speed, and either remedy must act. The
+    metrics, the checkpoint and the strided snapshots match a 1-rank run's
+    to the last bits, so every particle was computed, updated (Langevin noise
+    included) and written where it belongs."""
     import conftest
     monkeypatch.setattr(conftest, "MPIRUN", ["taskset", "-c", "0,1"] + conftest.MPIRUN)
     monkeypatch.setitem(conftest.ENV, "OMPI_MCA_hwloc_base_binding_policy",
                         "core:overload-allowed")
     args = ("--set", "model.width=20000", "--set", "train.batch=64", "--set", "train.steps=20",
             "--set", "output.snapshot_every=10", "--set", "output.snapshot_stride=7")
+    option = {"balance": "train.balance_every=1", "share": "train.share_work=node"}[remedy]
     one, three = tmp_path / "one", tmp_path / "three"
     mfres("train", small_config, *args, "--out", one, ranks=1, check=True)
-    proc = mfres("train", small_config, *args, "--set", "train.balance_every=1", "--out", three,
-                 ranks=3, check=True)
-    moves = re.search(r"load balance: (\d+) moves, (\d+) particles per layer moved", proc.stdout)
-    assert moves and int(moves[1]) > 0 and int(moves[2]) > 0, proc.stdout
+    proc = mfres("train", small_config, *args, "--set", option, "--out", three, ranks=3,
+                 check=True)
+    if remedy == "balance":
+        moves = re.search(r"load balance: (\d+) moves, (\d+) particles per layer moved",
+                          proc.stdout)
+        assert moves and int(moves[1]) > 0 and int(moves[2]) > 0, proc.stdout
+    else:
+        shared = re.search(r"work sharing: (\d+) of (\d+) chunk evaluations", proc.stdout)
+        assert shared and 0.02 < int(shared[1]) / int(shared[2]) < 0.7, proc.stdout
     assert_same_metrics(one, three, rtol=1e-12)
     files = [("checkpoints", "ckpt-00000020.h5")] + [
         ("snapshots", f"snap-{step:08d}.h5") for step in (0, 10, 20)]

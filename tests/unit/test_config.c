@@ -157,6 +157,13 @@ static void test_resolve_checks_combinations(void **state)
     assert_int_equal(config_resolve(&cfg, NULL, err, sizeof err), -1);
     assert_contains(err, "data.kind = file needs data.file");
 
+    config_defaults(&cfg);
+    cfg.train.share_work = MF_SHARE_NODE;
+    assert_int_equal(config_resolve(&cfg, NULL, err, sizeof err), 0);
+    cfg.train.balance_every = 5;
+    assert_int_equal(config_resolve(&cfg, NULL, err, sizeof err), -1);
+    assert_contains(err, "train.share_work = node and train.balance_every = 5 exclude each other");
+
     /* A file fills in the zero defaults and must agree with given values. */
     struct mf_data_shape shape = {.rows = 100, .input_dim = 64, .output_dim = 10, .labels = 1};
     config_defaults(&cfg);

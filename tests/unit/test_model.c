@@ -287,8 +287,10 @@ static void test_langevin_noise(void **state)
  * layer order, Langevin noise and weight decay all on. */
 /* Training on the job's ranks matches training on one rank. With skew, the
  * particles change rank halfway (all but one chunk per other rank onto rank
- * 0), as load balancing does. */
-static void check_rank_invariance(int arch, int64_t M, int skew)
+ * 0), as load balancing does; with share, the ranks share their work
+ * (train.share_work = node: the chunks each rank computes vary from pass to
+ * pass). */
+static void check_rank_invariance(int arch, int64_t M, int skew, int share)
 {
     struct mf_config cfg;
     small_config(&cfg, MF_DATA_TEACHER, MF_LOSS_MSE, 3, M);
@@ -301,6 +303,7 @@ static void check_rank_invariance(int arch, int64_t M, int skew)
     cfg.train.lr = 0.5;
     cfg.train.steps = 25;
     cfg.output.log_every = 25;
+    cfg.train.share_work = share ? MF_SHARE_NODE : MF_SHARE_OFF;
     struct mf_dataset ds;
     data_build(&cfg, NULL, &ds);
     struct mf_model all, alone;
@@ -360,10 +363,13 @@ static void check_rank_invariance(int arch, int64_t M, int skew)
 static void test_rank_invariance(void **state)
 {
     (void)state;
-    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0);
-    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0); /* 2 chunks: ranks with none */
-    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0);
-    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1);
+    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0, 0);
+    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 0); /* 2 chunks: ranks with none */
+    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0, 0);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1, 0);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 0, 1);
+    check_rank_invariance(MF_ARCH_SHALLOW, 3 * MF_CHUNK + 5, 0, 1);
+    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 1);
 }
 
 static const struct CMUnitTest tests[] = {
