@@ -2,8 +2,9 @@
  * model: forward pass, loss, adjoint pass and fused particle update across
  * layers and ranks (see model.h).
  *
- * Per layer, each rank loops over its chunks and accumulates into one
- * n x D buffer; comm_sum then adds the ranks' shares. The last adjoint
+ * Per layer, each rank loops over its chunks (with work sharing, over the
+ * chunks of its node that it claims first) and accumulates into one n x D
+ * buffer; comm_sum then adds the ranks' shares. The last adjoint
  * increment (p_0) is never needed and is skipped, as is the adjoint of the
  * shallow ensemble, whose every block sees X_0 and p_L.
  */
