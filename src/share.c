@@ -5,6 +5,7 @@
 
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 
 #include "comm.h"
 #include "log.h"
@@ -26,6 +27,25 @@ struct mf_share {
     int64_t computed, foreign;
 };
 
+/* Open MPI keeps shared windows in files under osc_sm_backing_directory,
+ * /dev/shm on Linux. A tmpfs too small for them would end the run with
+ * SIGBUS at the first touch of a missing page: say so before. */
+static void check_room(double bytes)
+{
+    const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
+    struct statvfs fs;
+    if (!dir)
+        dir = "/dev/shm";
+    if (statvfs(dir, &fs) != 0)
+        return; /* elsewhere: nothing to check */
+    const double room = (double)fs.f_bavail * (double)fs.f_frsize;
+    if (bytes > room)
+        log_fatal("train.share_work = node: this node's particles need %.2f GiB of shared memory "
+                  "but %s has %.2f GiB free; use more nodes, set OMPI_MCA_osc_sm_backing_directory, "
+                  "or train.share_work = off",
+                  bytes / 1073741824.0, dir, room / 1073741824.0);
+}
+
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
                               MPI_Comm comm)
 {
@@ -34,13 +54,18 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     s->ranks = comm_size(s->node);
     s->me = comm_rank(s->node);
     particles_layout(p, layers, width, dim, comm_rank(comm), comm_size(comm));
-    const size_t bytes = COUNTER_BYTES + (size_t)particles_values(p) * sizeof(double);
-    char *base = comm_shared_alloc(bytes, s->node, &s->win);
-    particles_attach(p, (double *)(base + COUNTER_BYTES));
-
     int64_t *first = xmalloc(2 * (size_t)s->ranks * sizeof *first), *count = first + s->ranks;
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
+    if (s->me == 0) {
+        double node_values = 0;
+        for (int q = 0; q < s->ranks; q++)
+            node_values += (double)(layers * count[q]) * (2.0 * dim + 1.0);
+        check_room(node_values * sizeof(double));
+    }
+    const size_t bytes = COUNTER_BYTES + (size_t)particles_values(p) * sizeof(double);
+    char *base = comm_shared_alloc(bytes, s->node, &s->win);
+    particles_attach(p, (double *)(base + COUNTER_BYTES));
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);
     s->counter = xmalloc((size_t)s->ranks * sizeof *s->counter);
     for (int q = 0; q < s->ranks; q++) {

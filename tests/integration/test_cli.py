@@ -125,3 +125,14 @@ def test_readme_documents_every_key():
             key, default = m.groups()
             row = f"| `[{section}] {key}` | {default} |"
             assert row in readme, row
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
+def test_work_sharing_too_large_for_shared_memory(tmp_path, small_config):
+    """A node's particles that cannot fit in /dev/shm are refused before any
+    allocation (a full tmpfs would otherwise end the run with SIGBUS)."""
+    proc = mfres("train", small_config, "--set", "model.width=100000000000", "--set",
+                 "train.share_work=node", "--out", tmp_path / "run", ranks=2)
+    assert proc.returncode != 0
+    assert re.search(r"train.share_work = node: this node's particles need [0-9.]+ GiB of "
+                     r"shared memory but /dev/shm has [0-9.]+ GiB free", proc.stderr), proc.stderr
