@@ -49,8 +49,8 @@ void share_begin(struct mf_share *s, int64_t l, int steal);
  * for it. */
 int share_next(struct mf_share *s, struct mf_chunk *c);
 
-/* Chunks this rank computed since share_create, and how many of them other
- * ranks own. */
-void share_counts(const struct mf_share *s, int64_t *computed, int64_t *foreign);
+/* Chunk evaluations since share_create, summed over the ranks of comm: all,
+ * and those by a rank other than the chunk's owner. Collective. */
+void share_totals(const struct mf_share *s, MPI_Comm comm, double *computed, double *foreign);
 
 #endif

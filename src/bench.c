@@ -65,8 +65,11 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
                          : !strcmp(a, "--steps") ? &o->steps
                          : !strcmp(a, "--balance") ? &o->balance
                                                    : NULL;
-        if (!strcmp(a, "--per-rank") || !strcmp(a, "--share")) {
-            *(a[2] == 'p' ? &o->per_rank : &o->share) = 1;
+        int *flag = !strcmp(a, "--per-rank") ? &o->per_rank
+                    : !strcmp(a, "--share")  ? &o->share
+                                             : NULL;
+        if (flag) {
+            *flag = 1;
             continue;
         }
         if (!field && strcmp(a, "--tsv") && strcmp(a, "--label") && strcmp(a, "--activation") &&
@@ -191,11 +194,9 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     r->reduce = over_ranks((mpi - wait) / step_total, comm);
     r->share = over_ranks((double)m->particles.count, comm);
     if (m->share) {
-        int64_t computed, foreign;
-        share_counts(m->share, &computed, &foreign);
-        double counts[2] = {(double)computed, (double)foreign};
-        comm_sum(counts, 2, comm);
-        r->shared = counts[1] / counts[0];
+        double computed, foreign;
+        share_totals(m->share, comm, &computed, &foreign);
+        r->shared = foreign / computed;
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

@@ -149,8 +149,10 @@ int share_next(struct mf_share *s, struct mf_chunk *c)
     return 1;
 }
 
-void share_counts(const struct mf_share *s, int64_t *computed, int64_t *foreign)
+void share_totals(const struct mf_share *s, MPI_Comm comm, double *computed, double *foreign)
 {
-    *computed = s->computed;
-    *foreign = s->foreign;
+    double counts[2] = {(double)s->computed, (double)s->foreign};
+    comm_sum(counts, 2, comm);
+    *computed = counts[0];
+    *foreign = counts[1];
 }

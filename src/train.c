@@ -342,14 +342,11 @@ static void balance_summary(const struct mf_model *m, const struct balance *b)
 
 static void share_summary(const struct mf_model *m)
 {
-    int64_t computed, foreign;
-    share_counts(m->share, &computed, &foreign);
-    double counts[2] = {(double)computed, (double)foreign};
-    comm_sum(counts, 2, m->comm);
-    if (comm_rank(m->comm) == 0)
-        log_info("work sharing: %.0f of %.0f chunk evaluations (%.1f%%) by another rank of the "
-                 "chunk's node",
-                 counts[1], counts[0], counts[0] > 0 ? 100 * counts[1] / counts[0] : 0.0);
+    double computed, foreign;
+    share_totals(m->share, m->comm, &computed, &foreign);
+    log_info("work sharing: %.0f of %.0f chunk evaluations (%.1f%%) by another rank of the "
+             "chunk's node",
+             foreign, computed, computed > 0 ? 100 * foreign / computed : 0.0);
 }
 
 int train_run(struct mf_run *run, struct mf_observables *final)
