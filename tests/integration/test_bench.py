@@ -1,8 +1,10 @@
 """`mfres bench` reports what it promises (its speed targets are checked by
 the benchmarks of tests/bench/, never by timed tests)."""
+import os
 import re
+import subprocess
 
-from conftest import mfres
+from conftest import ENV, TOOLS, mfres
 
 
 def test_bench_table_and_tsv(tmp_path):
@@ -92,3 +94,16 @@ def test_bench_share():
     proc = mfres("bench", "--share", "--balance", "2", ranks=2)
     assert proc.returncode != 0
     assert "train.share_work = node and train.balance_every = 2 exclude each other" in proc.stderr
+
+
+def test_kernel_bench_tool():
+    """tests/tools/kernel_bench (for profiling) runs and reports a sane ratio."""
+    tool = os.path.join(TOOLS, "kernel_bench")
+    out = subprocess.run([tool, "4", "2"], capture_output=True, text=True, env=ENV, timeout=120)
+    assert out.returncode == 0, out.stderr
+    m = re.fullmatch(r"D = 4: forward ([0-9.]+) ns, backward ([0-9.]+) ns per \(sample, "
+                     r"particle\); [0-9.]+ GFLOP/s nominal, ([0-9.]+)% of the DGEMM peak "
+                     r"\([0-9.]+ GFLOP/s\)\n", out.stdout)
+    assert m and float(m[1]) < float(m[2]) and 0 < float(m[3]) < 150, out.stdout
+    bad = subprocess.run([tool, "0"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert bad.returncode == 2 and "usage: kernel_bench" in bad.stderr
