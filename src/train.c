@@ -334,10 +334,9 @@ static void balance_summary(const struct mf_model *m, const struct balance *b)
     double lo, mean, hi;
     int largest;
     comm_stats((double)m->particles.count, m->comm, &lo, &mean, &hi, &largest);
-    if (comm_rank(m->comm) == 0)
-        log_info("load balance: %lld moves, %lld particles per layer moved in all; shares now "
-                 "%.0f to %.0f particles per layer (rank %d)",
-                 (long long)b->moves, (long long)b->moved, lo, hi, largest);
+    log_info("load balance: %lld moves, %lld particles per layer moved in all; shares now "
+             "%.0f to %.0f particles per layer (rank %d)",
+             (long long)b->moves, (long long)b->moved, lo, hi, largest);
 }
 
 static void share_summary(const struct mf_model *m)

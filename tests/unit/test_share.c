@@ -21,9 +21,11 @@ static void sleep_ms(int ms)
     nanosleep(&t, NULL);
 }
 
-/* Particle (l, m) holds u = (l M + m, -1), w = (0, 0), b = -(l M + m). */
-static void label(struct mf_particles *p)
+/* Work sharing over all ranks, particle (l, m) holding u = (l M + m, -1),
+ * w = (0, 0), b = -(l M + m), visible to every rank on return. */
+static struct mf_share *labelled_share(struct mf_particles *p)
 {
+    struct mf_share *s = share_create(p, L, M, D, MPI_COMM_WORLD);
     for (int64_t l = 0; l < L; l++)
         for (int64_t i = 0; i < p->count; i++) {
             const int64_t at = l * p->count + i;
@@ -32,6 +34,8 @@ static void label(struct mf_particles *p)
             p->w[at * D] = p->w[at * D + 1] = 0;
             p->b[at] = -(double)(l * M + p->first + i);
         }
+    comm_barrier(MPI_COMM_WORLD);
+    return s;
 }
 
 /* Passes over the layers in turn. Some start together (a barrier after
@@ -43,9 +47,7 @@ static void test_every_chunk_once(void **state)
 {
     (void)state;
     struct mf_particles p;
-    struct mf_share *s = share_create(&p, L, M, D, MPI_COMM_WORLD);
-    label(&p);
-    comm_barrier(MPI_COMM_WORLD);
+    struct mf_share *s = labelled_share(&p);
     double *count = calloc(PASSES * CHUNKS, sizeof *count);
     double foreign_in_late_passes = 0;
     for (int pass = 0; pass < PASSES; pass++) {
@@ -99,9 +101,7 @@ static void test_writes_reach_the_owner(void **state)
 {
     (void)state;
     struct mf_particles p;
-    struct mf_share *s = share_create(&p, L, M, D, MPI_COMM_WORLD);
-    label(&p);
-    comm_barrier(MPI_COMM_WORLD);
+    struct mf_share *s = labelled_share(&p);
     share_begin(s, 1, 1);
     comm_barrier(MPI_COMM_WORLD);
     struct mf_chunk c;
