@@ -38,55 +38,62 @@ int64_t kernels_workspace(int64_t cm) { return (2 * (int64_t)MF_ROW_BLOCK + 1) *
 __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) double log1p(double);
 
-/* e^x - 1 for -40 <= x <= 0, relative error below 3e-16: x = k ln2 + r
- * with |r| <= ln2/2, then e^x - 1 = 2^k (e^r - 1) + (2^k - 1), 2^k built in
- * the exponent bits; for |x| < ln2/2 (k = 0) that is e^r - 1 alone, with no
- * cancellation. ln2 is rounded to a double: for |k| <= 58 the error that
- * adds to e^x is below 2e-15 e^x, below 3e-17 relative to e^x - 1.
+/* tanh within 5e-16 relative of libm's, in two passes over blocks of
+ * TANH_BLOCK values. In one pass each value is one long chain of dependent
+ * operations, and the core's out-of-order window holds too few values at
+ * once to keep its FMA pipes busy; two shorter chains ran 30% faster here.
+ *   1. y = min(|x|, 20) (tanh = 1 in doubles beyond), k = round(-2y / ln2),
+ *      r = -2y - k ln2 with |r| <= ln2/2, and 2^k built in the exponent bits;
+ *   2. E = e^(-2y) - 1 = 2^k (e^r - 1) + (2^k - 1) in (-1, 0], and
+ *      tanh|x| = -E / (2 + E), which at most doubles E's relative error.
  * e^r - 1 = r + r^2/2 + r^3 C(r), C the degree-8 Chebyshev fit of
  * (e^r - 1 - r - r^2/2) / r^3 on |r| <= ln2/2 (mpmath.chebyfit, 50 digits;
- * relative error of e^r - 1 below 1e-16), evaluated in Estrin's scheme. */
-static inline double expm1_nonpositive(double x)
+ * relative error of e^r - 1 below 1e-16), in Estrin's scheme. For |x| below
+ * ln2/4, k = 0 and E = e^r - 1 with no cancellation; ln2 rounded to a double
+ * adds below 3e-17 relative to E for |k| <= 58. The sign is copied from x,
+ * so tanh(-0) = -0, and NaN stays NaN. s may be x. */
+enum { TANH_BLOCK = 256 };
+
+static void tanh_block(int64_t n, const double *x, double *s)
 {
-    const double shifter = 0x1.8p52; /* adding it rounds to an integer */
-    const double t = x * 1.4426950408889634074 + shifter;
-    const double k = t - shifter;
-    const double r = x - k * 0.69314718055994530942;
-    const double r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const double c34 = 1.6666666666666666e-01 + r * 4.1666666666651364e-02;
-    const double c56 = 8.3333333333321571e-03 + r * 1.3888888905871347e-03;
-    const double c78 = 1.9841269854330769e-04 + r * 2.4801536409064087e-05;
-    const double c910 = 2.7557280082684685e-06 + r * 2.7613795554519861e-07;
-    const double c = (c34 + r2 * c56) + r4 * (c78 + r2 * c910) + r8 * 2.5095545981700220e-08;
-    const double em1r = r + r2 * (0.5 + r * c);
-    uint64_t tbits, sbits, pow2bits;
-    memcpy(&tbits, &t, sizeof t);
-    memcpy(&sbits, &shifter, sizeof shifter);
-    pow2bits = 0x3ff0000000000000u + ((tbits - sbits) << 52); /* 2^k, k >= -58 */
-    double pow2;
-    memcpy(&pow2, &pow2bits, sizeof pow2);
-    return pow2 * em1r + (pow2 - 1.0);
+    double r[TANH_BLOCK], pow2[TANH_BLOCK];
+    for (int64_t i = 0; i < n; i++) {
+        const double shifter = 0x1.8p52; /* adding it rounds to an integer */
+        double y = fabs(x[i]);
+        y = y > 20.0 ? 20.0 : y; /* tanh = 1 in doubles beyond */
+        const double t = y * -2.8853900817779268147 + shifter;
+        const double k = t - shifter;
+        r[i] = -2.0 * y - k * 0.69314718055994530942;
+        uint64_t bits;
+        memcpy(&bits, &t, sizeof t);
+        bits = 0x3ff0000000000000u + (bits << 52); /* 2^k: t's low bits hold k */
+        memcpy(&pow2[i], &bits, sizeof bits);
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const double ri = r[i], r2 = ri * ri, r4 = r2 * r2, r8 = r4 * r4;
+        const double c34 = 1.6666666666666666e-01 + ri * 4.1666666666651364e-02;
+        const double c56 = 8.3333333333321571e-03 + ri * 1.3888888905871347e-03;
+        const double c78 = 1.9841269854330769e-04 + ri * 2.4801536409064087e-05;
+        const double c910 = 2.7557280082684685e-06 + ri * 2.7613795554519861e-07;
+        const double c =
+            (c34 + r2 * c56) + r4 * (c78 + r2 * c910) + r8 * 2.5095545981700220e-08;
+        const double em1r = ri + r2 * (0.5 + ri * c);
+        const double E = pow2[i] * em1r + (pow2[i] - 1.0);
+        s[i] = copysign(E, x[i]) / (2.0 + E);
+    }
 }
 
-/* tanh within 5e-16 relative of libm's, about twice as fast as libmvec's
- * on AVX2: with E = e^(-2|x|) - 1 in (-1, 0],
- * tanh|x| = -E / (2 + E), which loses no accuracy anywhere (E's relative
- * error is amplified at most 2 times). |x| is clamped at 20, where
- * tanh = 1 in doubles; the sign is copied from x (so tanh(-0) = -0). */
-static inline double tanh_fast(double x)
+static void tanh_fast(int64_t n, const double *x, double *s)
 {
-    double m2y = -2.0 * fabs(x);
-    m2y = m2y < -40.0 ? -40.0 : m2y;
-    const double E = expm1_nonpositive(m2y);
-    return copysign(E, x) / (2.0 + E);
+    for (int64_t i = 0; i < n; i += TANH_BLOCK)
+        tanh_block(n - i < TANH_BLOCK ? n - i : TANH_BLOCK, x + i, s + i);
 }
 
 void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds)
 {
     switch (activation) {
     case MF_ACT_TANH:
-        for (int64_t i = 0; i < n; i++)
-            s[i] = tanh_fast(a[i]);
+        tanh_fast(n, a, s);
         if (ds)
             for (int64_t i = 0; i < n; i++)
                 ds[i] = 1.0 - s[i] * s[i];
