@@ -66,7 +66,8 @@ static void tanh_block(int64_t n, const double *x, double *s)
         r[i] = -2.0 * y - k * 0.69314718055994530942;
         uint64_t bits;
         memcpy(&bits, &t, sizeof t);
-        bits = 0x3ff0000000000000u + (bits << 52); /* 2^k: t's low bits hold k */
+        /* 2^k: t's low 12 bits hold k (the shifter's own shift out) */
+        bits = 0x3ff0000000000000u + (bits << 52);
         memcpy(&pow2[i], &bits, sizeof bits);
     }
     for (int64_t i = 0; i < n; i++) {
