@@ -57,13 +57,11 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     int64_t *first = xmalloc(2 * (size_t)s->ranks * sizeof *first), *count = first + s->ranks;
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
-    if (s->me == 0) {
-        double node_values = 0;
-        for (int q = 0; q < s->ranks; q++)
-            node_values += (double)(layers * count[q]) * (2.0 * dim + 1.0);
-        check_room(node_values * sizeof(double));
-    }
     const size_t bytes = COUNTER_BYTES + (size_t)particles_values(p) * sizeof(double);
+    double node_bytes = (double)bytes;
+    comm_sum(&node_bytes, 1, s->node);
+    if (s->me == 0)
+        check_room(node_bytes);
     char *base = comm_shared_alloc(bytes, s->node, &s->win);
     particles_attach(p, (double *)(base + COUNTER_BYTES));
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);
