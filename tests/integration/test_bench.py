@@ -4,6 +4,8 @@ import os
 import re
 import subprocess
 
+import pytest
+
 from conftest import ENV, TOOLS, mfres
 
 
@@ -107,3 +109,16 @@ def test_kernel_bench_tool():
     assert m and float(m[1]) < float(m[2]) and 0 < float(m[3]) < 150, out.stdout
     bad = subprocess.run([tool, "0"], capture_output=True, text=True, env=ENV, timeout=60)
     assert bad.returncode == 2 and "usage: kernel_bench" in bad.stderr
+    # Streamed mode: cached and streamed chunks in turn; the ratio is that of the sums.
+    out = subprocess.run([tool, "4", "1", "120"], capture_output=True, text=True, env=ENV,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    m = re.fullmatch(r"D = 4, mean ns per \(sample, particle\): 64 cached chunks forward "
+                     r"([0-9.]+), backward ([0-9.]+); 120 streamed chunks forward ([0-9.]+), "
+                     r"backward ([0-9.]+); streamed / cached ([0-9.]+)\n", out.stdout)
+    assert m, out.stdout
+    cf, cb, sf, sb, ratio = (float(g) for g in m.groups())
+    assert min(cf, cb, sf, sb) > 0 and ratio == pytest.approx((sf + sb) / (cf + cb), rel=0.02)
+    bad = subprocess.run([tool, "4", "1", "64"], capture_output=True, text=True, env=ENV,
+                         timeout=60)
+    assert bad.returncode == 2 and "streamed chunks > 64" in bad.stderr
