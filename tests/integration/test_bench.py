@@ -98,20 +98,24 @@ def test_bench_share():
     assert "train.share_work = node and train.balance_every = 2 exclude each other" in proc.stderr
 
 
+def kernel_bench(*args):
+    """Run tests/tools/kernel_bench with the given arguments."""
+    return subprocess.run([os.path.join(TOOLS, "kernel_bench"), *args], capture_output=True,
+                          text=True, env=ENV, timeout=120)
+
+
 def test_kernel_bench_tool():
     """tests/tools/kernel_bench (for profiling) runs and reports a sane ratio."""
-    tool = os.path.join(TOOLS, "kernel_bench")
-    out = subprocess.run([tool, "4", "2"], capture_output=True, text=True, env=ENV, timeout=120)
+    out = kernel_bench("4", "2")
     assert out.returncode == 0, out.stderr
     m = re.fullmatch(r"D = 4: forward ([0-9.]+) ns, backward ([0-9.]+) ns per \(sample, "
                      r"particle\); [0-9.]+ GFLOP/s nominal, ([0-9.]+)% of the DGEMM peak "
                      r"\([0-9.]+ GFLOP/s\)\n", out.stdout)
     assert m and float(m[1]) < float(m[2]) and 0 < float(m[3]) < 150, out.stdout
-    bad = subprocess.run([tool, "0"], capture_output=True, text=True, env=ENV, timeout=60)
+    bad = kernel_bench("0")
     assert bad.returncode == 2 and "usage: kernel_bench" in bad.stderr
     # Streamed mode: cached and streamed chunks in turn; the ratio is that of the sums.
-    out = subprocess.run([tool, "4", "1", "120"], capture_output=True, text=True, env=ENV,
-                         timeout=120)
+    out = kernel_bench("4", "1", "120")
     assert out.returncode == 0, out.stderr
     m = re.fullmatch(r"D = 4, mean ns per \(sample, particle\): 64 cached chunks forward "
                      r"([0-9.]+), backward ([0-9.]+); 120 streamed chunks forward ([0-9.]+), "
@@ -119,6 +123,5 @@ def test_kernel_bench_tool():
     assert m, out.stdout
     cf, cb, sf, sb, ratio = (float(g) for g in m.groups())
     assert min(cf, cb, sf, sb) > 0 and ratio == pytest.approx((sf + sb) / (cf + cb), rel=0.02)
-    bad = subprocess.run([tool, "4", "1", "64"], capture_output=True, text=True, env=ENV,
-                         timeout=60)
+    bad = kernel_bench("4", "1", "64")
     assert bad.returncode == 2 and "streamed chunks > 64" in bad.stderr

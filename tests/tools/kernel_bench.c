@@ -43,7 +43,6 @@ static double *filled(int64_t n, int period, double scale)
 /* The chunks' arrays and the kernels' inputs and outputs. */
 struct bench {
     int D;
-    int64_t per_chunk;
     double *X, *P, *U, *W, *bias, *drift, *dP, *gu, *gw, *gb, *work;
 };
 
@@ -52,7 +51,7 @@ struct bench {
 static void run_chunks(const struct bench *b, int64_t c0, int64_t n, int64_t wrap,
                        double *forward, double *backward)
 {
-    const int64_t cm = MF_CHUNK, pc = b->per_chunk;
+    const int64_t cm = MF_CHUNK, pc = cm * b->D;
     const double t0 = now();
     for (int64_t i = 0; i < n; i++) {
         const int64_t c = (c0 + i) % wrap;
@@ -81,7 +80,6 @@ int main(int argc, char **argv)
     const int64_t chunks = streamed ? streamed : CHUNKS, cm = MF_CHUNK, pc = cm * D;
     struct bench b = {
         .D = D,
-        .per_chunk = pc,
         .X = filled(B * D, 13, 0.1),
         .P = filled(B * D, 7, 0.01),
         .U = filled(chunks * pc, 11, 0.1),
