@@ -33,6 +33,8 @@ struct mf_model {
     MPI_Comm comm;                 /* ranks sharing the particles */
     double *work;                  /* kernel workspace */
     double *grad;                  /* one chunk's gradient tile: gu, gw, gb */
+    double *sums;                  /* a group's sums and a pass's total */
+    int64_t sums_size;             /* doubles in each */
     struct mf_share *share;        /* work sharing on the node (train.share_work); or NULL */
 };
 

@@ -43,8 +43,18 @@ struct mf_chunk {
     int64_t first;     /* index m within the layer of its first particle */
     int64_t size;      /* particles, 1 to MF_CHUNK */
     int64_t offset;    /* of its first particle in its owner's arrays, l * count + i */
-    int own;           /* owned by this rank */
 };
+
+/* Sums over a rank's particles of one layer (the drift, the adjoint
+ * increment) are taken in groups of consecutive chunks, at most MF_GROUPS:
+ * each group is summed from zero, chunk by chunk, and the groups' sums are
+ * then added in order. The result depends on the partition only, not on
+ * which rank computed which group (see share.h). */
+#define MF_GROUPS 64
+
+/* The particles per group for a rank owning count per layer: a multiple
+ * of MF_CHUNK (the last group may be shorter). */
+int64_t particles_group_size(int64_t count);
 
 /* The chunk of layer l starting at owned index i0 (a multiple of MF_CHUNK
  * below count). */

@@ -4,21 +4,22 @@
  * The ranks of a node keep their particles in one shared window, so that
  * each can compute any chunk of the node. A pass over the chunks of a layer
  * then ends when the node's chunks are done, not when each rank's own are:
- * every rank claims its own chunks first, in order, then those still
- * unclaimed on the other ranks of its node. A rank slowed down by its core
- * (a busy neighbour, a lower clock) no longer makes the others wait at the
- * layer's reduction; its work goes to whoever is free.
+ * every rank claims its own groups of chunks (particles.h) from the front,
+ * in order, and when it has none left takes groups from the back of the
+ * other ranks of its node. A rank slowed down by its core (a busy
+ * neighbour, a lower clock) no longer makes the others wait at the layer's
+ * reduction; its work goes to whoever is free.
  *
- * Claims go through one atomic counter per rank, tagged with the pass
- * number, which every rank advances identically (passes are collective).
- * A rank publishes its counter for pass k only after its own chunks of pass
- * k - 1 are all claimed, so a counter's tag tells a thief whether the chunks
- * are of its pass (take one), of a later pass (all taken), or of an earlier
- * one (the owner is behind: leave them to it). No pass needs a barrier.
+ * Claims go through one atomic counter per rank holding the front and the
+ * back of its unclaimed groups. A pass ends with a barrier of the node, so
+ * a counter never holds another pass's groups while a thief looks.
  *
- * Every chunk is still computed exactly once per pass, with the same
- * arithmetic; only the order of the sums over chunks changes, so results
- * match a run without sharing to rounding (1e-12 relative), not bit for bit.
+ * A stolen group's sums go to a slot in its owner's memory, and the owner
+ * adds them after the pass, in group order, after its own: every group is
+ * summed from zero by whoever computes it, and the groups are added in the
+ * same order as without sharing. Results are the same, bit for bit, with and
+ * without sharing, whoever computed what. A rank lends at most MF_SLOTS
+ * groups per pass, and passes of more than `rows` samples are not shared.
  */
 #ifndef MFRES_SHARE_H
 #define MFRES_SHARE_H
@@ -30,24 +31,41 @@
 
 struct mf_share;
 
+/* Groups a rank lends per pass at most (its slots). */
+#define MF_SLOTS 32
+
+/* A group of chunks claimed in a pass: owned indices [i0, i1) of layer l
+ * of `owner` (the owner's particles, as a view). */
+struct mf_group {
+    const struct mf_particles *owner;
+    int64_t i0, i1;
+    double *sums; /* a stolen group: where its sums go (NULL: our own) */
+};
+
 /* Lay out this rank's particles as particles_alloc does, their arrays in a
- * window shared by the ranks of comm on this node. Collective over comm. */
+ * window shared by the ranks of comm on this node, with slots for sums of
+ * up to rows x dim + 1 doubles. Collective over comm. */
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              MPI_Comm comm);
+                              int64_t rows, MPI_Comm comm);
 
 /* Free the window, and with it the particle arrays (particles_free first).
  * Collective over comm. */
 void share_destroy(struct mf_share *s);
 
-/* Start the next pass, over the chunks of layer l. Every rank of comm starts
- * the same passes in the same order. With steal = 0 this rank computes its
- * own chunks only and offers none to the others (a pass whose results are
- * kept per owned particle). Not collective. */
-void share_begin(struct mf_share *s, int64_t l, int steal);
+/* Start the next pass, over the groups of layer l, whose sums are `count`
+ * doubles. With steal = 0, or sums larger than the slots, this rank
+ * computes its own groups only and lends none (as in a pass whose results
+ * are kept per owned particle). Every rank of the node must start the same
+ * passes with the same count. Not collective. */
+void share_begin(struct mf_share *s, int64_t l, int steal, int64_t count);
 
-/* The next chunk this rank computes in the pass; 0 when the pass is done
- * for it. */
-int share_next(struct mf_share *s, struct mf_chunk *c);
+/* The next group this rank computes in the pass: its own groups in order,
+ * then others'; 0 when none is left for it. */
+int share_next(struct mf_share *s, struct mf_group *g);
+
+/* End the pass: wait for the node's ranks, then add the sums of our groups
+ * that others computed, in group order, to sums. Collective over the node. */
+void share_end(struct mf_share *s, double *sums);
 
 /* Chunk evaluations since share_create, summed over the ranks of comm: all,
  * and those by a rank other than the chunk's owner. Collective. */

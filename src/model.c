@@ -2,9 +2,9 @@
  * model: forward pass, loss, adjoint pass and fused particle update across
  * layers and ranks (see model.h).
  *
- * Per layer, each rank loops over its chunks (with work sharing, over the
- * chunks of its node that it claims first) and accumulates into one n x D
- * buffer; comm_sum then adds the ranks' shares. The last adjoint
+ * Per layer, each rank sums over its groups of chunks (with work sharing,
+ * the node's ranks compute each other's) into one n x D buffer; comm_sum
+ * then adds the ranks' shares. The last adjoint
  * increment (p_0) is never needed and is skipped, as is the adjoint of the
  * shallow ensemble, whose every block sees X_0 and p_L.
  */
@@ -34,7 +34,7 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
     m->d_out = d_out;
     if (cfg->train.share_work == MF_SHARE_NODE && comm_size(comm) > 1)
         m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
-                                (int)cfg->model.dim, comm);
+                                (int)cfg->model.dim, cfg->train.batch, comm);
     else
         particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
                         (int)cfg->model.dim, comm_rank(comm), comm_size(comm));
@@ -52,7 +52,9 @@ void model_destroy(struct mf_model *m)
     m->share = NULL;
     free(m->work);
     free(m->grad);
-    m->work = m->grad = NULL;
+    free(m->sums);
+    m->work = m->grad = m->sums = NULL;
+    m->sums_size = 0;
 }
 
 void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const double *x,
@@ -65,41 +67,83 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
     }
 }
 
-/* One pass over the chunks of layer l: this rank's own, in order, or with
- * work sharing whichever it claims on its node (every chunk of the node
- * exactly once over its ranks). */
+/* One pass over the groups of chunks of layer l (particles.h): this rank's
+ * own, in order, or with work sharing whichever it claims on its node
+ * (every group of the node exactly once over its ranks). Each group is
+ * summed from zero, into its own buffer or a slot of its owner's; our own
+ * groups' sums are added to the pass's total as they are done, those that
+ * other ranks computed at the end, in group order. */
 struct pass {
     struct mf_model *m;
-    int64_t l, next; /* next own index, without sharing */
+    int64_t l, count; /* layer, doubles per sum */
+    int64_t next;     /* next own group start, without sharing */
+    double *group, *total;
 };
 
-static struct pass pass_begin(struct mf_model *m, int64_t l, int steal)
+static struct pass pass_begin(struct mf_model *m, int64_t l, int steal, int64_t count)
 {
+    if (count > m->sums_size) {
+        free(m->sums);
+        m->sums = xmalloc(2 * (size_t)count * sizeof *m->sums);
+        m->sums_size = count;
+    }
+    struct pass ps = {m, l, count, 0, m->sums, m->sums + count};
+    memset(ps.total, 0, (size_t)count * sizeof *ps.total);
     if (m->share)
-        share_begin(m->share, l, steal);
-    return (struct pass){m, l, 0};
+        share_begin(m->share, l, steal, count);
+    return ps;
 }
 
-static int pass_next(struct pass *ps, struct mf_chunk *c)
+/* The next group of the pass, and in *sums its zeroed sums. */
+static int pass_next(struct pass *ps, struct mf_group *g, double **sums)
 {
     const struct mf_particles *p = &ps->m->particles;
-    if (ps->m->share)
-        return share_next(ps->m->share, c);
-    if (ps->next >= p->count)
-        return 0;
-    *c = particles_chunk(p, ps->l, ps->next);
-    ps->next += MF_CHUNK;
+    if (ps->m->share) {
+        if (!share_next(ps->m->share, g))
+            return 0;
+    } else {
+        if (ps->next >= p->count)
+            return 0;
+        const int64_t end = ps->next + particles_group_size(p->count);
+        *g = (struct mf_group){p, ps->next, end < p->count ? end : p->count, NULL};
+        ps->next = end;
+    }
+    *sums = g->sums ? g->sums : ps->group;
+    memset(*sums, 0, (size_t)ps->count * sizeof **sums);
     return 1;
 }
 
-/* drift += this rank's chunks of layer l evaluated at X (not reduced). */
-static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X, double *drift)
+/* Group g is summed. */
+static void pass_done(struct pass *ps, const struct mf_group *g)
 {
-    struct pass ps = pass_begin(m, l, 1);
-    struct mf_chunk c;
-    while (pass_next(&ps, &c))
-        kernels_forward(m->activation, n, m->particles.dim, X, c.size, c.u, c.w, c.b, drift,
-                        m->work);
+    if (!g->sums)
+        for (int64_t i = 0; i < ps->count; i++)
+            ps->total[i] += ps->group[i];
+}
+
+/* The pass's total, not reduced over ranks. */
+static const double *pass_end(struct pass *ps)
+{
+    if (ps->m->share)
+        share_end(ps->m->share, ps->total);
+    return ps->total;
+}
+
+/* This rank's part of the drift of layer l at X (n x D, not reduced). */
+static const double *layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X)
+{
+    const int D = m->particles.dim;
+    struct pass ps = pass_begin(m, l, 1, n * D);
+    struct mf_group g;
+    double *sums;
+    while (pass_next(&ps, &g, &sums)) {
+        for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
+            const struct mf_chunk c = particles_chunk(g.owner, l, i0);
+            kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b, sums, m->work);
+        }
+        pass_done(&ps, &g);
+    }
+    return pass_end(&ps);
 }
 
 void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride,
@@ -109,8 +153,7 @@ void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride
     const int64_t nd = n * p->dim;
     for (int64_t k = 0; k < p->layers; k++) {
         double *Xk = X + k * slot_stride, *Xnext = Xk + slot_stride;
-        memset(drift, 0, (size_t)nd * sizeof *drift);
-        layer_drift(m, order ? order[k] : k, n, Xk, drift);
+        memcpy(drift, layer_drift(m, order ? order[k] : k, n, Xk), (size_t)nd * sizeof *drift);
         comm_sum(drift, nd, m->comm);
         for (int64_t i = 0; i < nd; i++)
             Xnext[i] = Xk[i] + m->h * drift[i];
@@ -122,8 +165,11 @@ void model_forward_shallow(struct mf_model *m, int64_t n, const double *X0, doub
     const struct mf_particles *p = &m->particles;
     const int64_t nd = n * p->dim;
     memset(out, 0, (size_t)nd * sizeof *out);
-    for (int64_t l = 0; l < p->layers; l++)
-        layer_drift(m, l, n, X0, out);
+    for (int64_t l = 0; l < p->layers; l++) {
+        const double *drift = layer_drift(m, l, n, X0);
+        for (int64_t i = 0; i < nd; i++)
+            out[i] += drift[i];
+    }
     comm_sum(out, nd, m->comm);
     for (int64_t i = 0; i < nd; i++)
         out[i] = X0[i] + m->h * out[i];
@@ -254,31 +300,31 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
     for (int64_t k = p->layers - 1; k >= 0; k--) {
         const int64_t l = order ? order[k] : k;
         const double *Xk = shallow ? X : X + k * nd;
-        /* P = p_{k+1}; the increment to p_k is needed only above layer 0. */
+        /* P = p_{k+1}; the increment to p_k is needed only above layer 0.
+         * The sums are dP (n x D) and the squared velocities. Gradients
+         * copied out are laid out per owned particle: such a pass computes
+         * this rank's groups only. */
         const int want_dp = !shallow && k > 0;
-        if (want_dp)
-            memset(dP, 0, (size_t)nd * sizeof *dP);
-        /* Gradients copied out are laid out per owned particle: such a
-         * pass computes this rank's chunks only. */
-        struct pass ps = pass_begin(m, l, !(upd && upd->grad_u));
-        struct mf_chunk c;
-        while (pass_next(&ps, &c)) {
-            kernels_backward(m->activation, n, D, Xk, P, c.size, c.u, c.w, c.b,
-                             want_dp ? dP : NULL, gu, gw, gb, m->work);
-            vv += update_chunk(m, upd, l, &c, gu, gw, gb);
+        struct pass ps = pass_begin(m, l, !(upd && upd->grad_u), nd + 1);
+        struct mf_group g;
+        double *sums;
+        while (pass_next(&ps, &g, &sums)) {
+            for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
+                const struct mf_chunk c = particles_chunk(g.owner, l, i0);
+                kernels_backward(m->activation, n, D, Xk, P, c.size, c.u, c.w, c.b,
+                                 want_dp ? sums : NULL, gu, gw, gb, m->work);
+                sums[nd] += update_chunk(m, upd, l, &c, gu, gw, gb);
+            }
+            pass_done(&ps, &g);
         }
+        const double *total = pass_end(&ps);
+        vv += total[nd];
         if (want_dp) {
+            memcpy(dP, total, (size_t)nd * sizeof *dP);
             comm_sum(dP, nd, m->comm);
             for (int64_t i = 0; i < nd; i++)
                 P[i] += m->h * dP[i];
         }
-    }
-    /* The last pass ends in no reduction: other ranks of the node may still
-     * be updating chunks of ours. */
-    if (m->share) {
-        timer_start(TIMER_MPI);
-        comm_barrier(m->comm);
-        timer_stop(TIMER_MPI);
     }
     return vv;
 }

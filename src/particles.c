@@ -62,6 +62,12 @@ void particles_free(struct mf_particles *p)
     p->u = p->w = p->b = NULL;
 }
 
+int64_t particles_group_size(int64_t count)
+{
+    const int64_t chunks = (count + MF_CHUNK - 1) / MF_CHUNK;
+    return MF_CHUNK * (chunks > MF_GROUPS ? (chunks + MF_GROUPS - 1) / MF_GROUPS : 1);
+}
+
 struct mf_chunk particles_chunk(const struct mf_particles *p, int64_t l, int64_t i0)
 {
     const int64_t offset = l * p->count + i0;
@@ -72,7 +78,6 @@ struct mf_chunk particles_chunk(const struct mf_particles *p, int64_t l, int64_t
         .first = p->first + i0,
         .size = p->count - i0 < MF_CHUNK ? p->count - i0 : MF_CHUNK,
         .offset = offset,
-        .own = 1,
     };
 }
 

@@ -9,22 +9,24 @@
 
 #include "comm.h"
 #include "log.h"
+#include "timer.h"
 
 /* A rank's segment of the window: its claim counter on a cache line of its
- * own, then its particle arrays. */
+ * own, its particle arrays, then its slots. */
 #define COUNTER_BYTES 64
-#define INDEX_BITS 0xffffffffu
 
 struct mf_share {
     MPI_Comm node;              /* the ranks of comm on this node */
     MPI_Win win;                /* their segments */
     int ranks, me;              /* node size and rank */
     struct mf_particles *peer;  /* [ranks]: each node rank's particles, as views */
-    _Atomic uint64_t **counter; /* [ranks]: pass tag << 32 | next unclaimed chunk */
-    uint64_t pass;              /* passes started */
-    int64_t layer, next;        /* this pass: its layer; the next own index (no stealing) */
+    _Atomic uint64_t **counter; /* [ranks]: front << 32 | back; unclaimed groups [front, back) */
+    double **slots;             /* [ranks]: MF_SLOTS sums of `stride` doubles each */
+    int64_t stride;             /* doubles per slot */
+    int64_t layer, count;       /* this pass: its layer, doubles per sum */
+    int64_t next;               /* the next own group, when not stealing */
     int steal, victim;          /* this pass shares; offset of the rank claimed from now */
-    int64_t computed, foreign;
+    int64_t computed, foreign;  /* chunk evaluations */
 };
 
 /* Open MPI keeps shared windows in files under osc_sm_backing_directory,
@@ -47,17 +49,18 @@ static void check_room(double bytes)
 }
 
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              MPI_Comm comm)
+                              int64_t rows, MPI_Comm comm)
 {
     struct mf_share *s = xmalloc(sizeof *s);
-    *s = (struct mf_share){.node = comm_node(comm)};
+    *s = (struct mf_share){.node = comm_node(comm), .stride = rows * dim + 1};
     s->ranks = comm_size(s->node);
     s->me = comm_rank(s->node);
     particles_layout(p, layers, width, dim, comm_rank(comm), comm_size(comm));
     int64_t *first = xmalloc(2 * (size_t)s->ranks * sizeof *first), *count = first + s->ranks;
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
-    const size_t bytes = COUNTER_BYTES + (size_t)particles_values(p) * sizeof(double);
+    const size_t values = (size_t)particles_values(p);
+    const size_t bytes = COUNTER_BYTES + (values + MF_SLOTS * (size_t)s->stride) * sizeof(double);
     double node_bytes = (double)bytes;
     comm_sum(&node_bytes, 1, s->node);
     if (s->me == 0)
@@ -66,6 +69,7 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     particles_attach(p, (double *)(base + COUNTER_BYTES));
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);
     s->counter = xmalloc((size_t)s->ranks * sizeof *s->counter);
+    s->slots = xmalloc((size_t)s->ranks * sizeof *s->slots);
     for (int q = 0; q < s->ranks; q++) {
         char *segment = comm_shared_peer(s->win, q);
         s->peer[q] = *p;
@@ -73,11 +77,12 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
         s->peer[q].count = count[q];
         particles_attach(&s->peer[q], (double *)(segment + COUNTER_BYTES));
         s->counter[q] = (_Atomic uint64_t *)segment;
+        s->slots[q] = (double *)(segment + COUNTER_BYTES) + particles_values(&s->peer[q]);
     }
     free(first);
     if (!atomic_is_lock_free(s->counter[s->me]))
         log_fatal("share: 64-bit atomics are not lock-free here; set train.share_work = off");
-    atomic_store(s->counter[s->me], 0); /* pass 0: never started */
+    atomic_store(s->counter[s->me], 0); /* no groups unclaimed */
     comm_shared_sync(s->win);
     comm_barrier(s->node);
     comm_shared_sync(s->win);
@@ -90,61 +95,103 @@ void share_destroy(struct mf_share *s)
     comm_free(&s->node);
     free(s->peer);
     free(s->counter);
+    free(s->slots);
     free(s);
 }
 
-void share_begin(struct mf_share *s, int64_t l, int steal)
+/* Node rank q's groups in each layer, of `size` particles each. */
+static int64_t groups_of(const struct mf_share *s, int q, int64_t *size)
 {
-    comm_shared_sync(s->win); /* others' updates from earlier passes */
-    s->pass++;
+    *size = particles_group_size(s->peer[q].count);
+    return (s->peer[q].count + *size - 1) / *size;
+}
+
+void share_begin(struct mf_share *s, int64_t l, int steal, int64_t count)
+{
+    int64_t size;
     s->layer = l;
+    s->count = count;
     s->next = 0;
     s->victim = 0;
-    s->steal = steal && s->ranks > 1;
-    /* Our chunks of the previous pass are all claimed (we finished it), so
-     * the counter may start this pass. */
+    s->steal = steal && s->ranks > 1 && count <= s->stride;
+    /* The last pass ended in a barrier: nobody still claims from it. */
     if (s->steal)
-        atomic_store(s->counter[s->me], (s->pass & INDEX_BITS) << 32);
+        atomic_store(s->counter[s->me], (uint64_t)groups_of(s, s->me, &size));
 }
 
-/* Claim the next chunk of node rank q in this pass: its first owned index
- * in *i0. 0 if q's chunks are all taken or q has not started this pass. */
-static int claim(struct mf_share *s, int q, int64_t *i0)
+/* Claim a group of node rank q in this pass: our own from the front, others'
+ * from the back while q has slots left. Its index in *group, and for
+ * another's, its slot in *slot. 0 if none is left to us. */
+static int claim(struct mf_share *s, int q, int64_t *group, int64_t *slot)
 {
     _Atomic uint64_t *counter = s->counter[q];
-    const uint64_t tag = (s->pass & INDEX_BITS) << 32;
-    const uint64_t chunks = (uint64_t)((s->peer[q].count + MF_CHUNK - 1) / MF_CHUNK);
+    int64_t size;
+    const uint64_t groups = (uint64_t)groups_of(s, q, &size);
     uint64_t v = atomic_load(counter);
-    while ((v >> 32) << 32 == tag && (v & INDEX_BITS) < chunks)
-        if (atomic_compare_exchange_weak(counter, &v, v + 1)) {
-            *i0 = (int64_t)(v & INDEX_BITS) * MF_CHUNK;
+    for (;;) {
+        const uint64_t front = v >> 32, back = v & 0xffffffffu;
+        if (front >= back || (q != s->me && groups - back >= MF_SLOTS))
+            return 0;
+        if (q == s->me && atomic_compare_exchange_weak(counter, &v, v + (1ull << 32))) {
+            *group = (int64_t)front;
             return 1;
         }
-    return 0;
+        if (q != s->me && atomic_compare_exchange_weak(counter, &v, v - 1)) {
+            *group = (int64_t)back - 1;
+            *slot = (int64_t)(groups - back);
+            return 1;
+        }
+    }
 }
 
-int share_next(struct mf_share *s, struct mf_chunk *c)
+int share_next(struct mf_share *s, struct mf_group *g)
 {
-    int q = s->me, found;
-    int64_t i0 = s->next;
+    int q = s->me;
+    int64_t group = 0, slot = 0, size;
     if (s->steal) {
-        /* Our own chunks first, then the other ranks' in turn. */
-        while (s->victim < s->ranks && !claim(s, q = (s->me + s->victim) % s->ranks, &i0))
+        /* Our own groups first, then the other ranks' in turn. */
+        while (s->victim < s->ranks && !claim(s, q = (s->me + s->victim) % s->ranks, &group, &slot))
             s->victim++;
-        found = s->victim < s->ranks;
+        if (s->victim == s->ranks)
+            return 0;
+    } else if (s->next < groups_of(s, q, &size)) {
+        group = s->next++;
     } else {
-        found = i0 < s->peer[q].count;
-        s->next += MF_CHUNK;
-    }
-    if (!found) {
-        comm_shared_sync(s->win); /* our updates, for the ranks' next passes */
         return 0;
     }
-    *c = particles_chunk(&s->peer[q], s->layer, i0);
-    c->own = q == s->me;
-    s->computed++;
-    s->foreign += !c->own;
+    groups_of(s, q, &size);
+    const struct mf_particles *p = &s->peer[q];
+    g->owner = p;
+    g->i0 = group * size;
+    g->i1 = g->i0 + size < p->count ? g->i0 + size : p->count;
+    g->sums = q == s->me ? NULL : s->slots[q] + slot * s->stride;
+    const int64_t chunks = (g->i1 - g->i0 + MF_CHUNK - 1) / MF_CHUNK;
+    s->computed += chunks;
+    s->foreign += q == s->me ? 0 : chunks;
     return 1;
+}
+
+void share_end(struct mf_share *s, double *sums)
+{
+    if (s->ranks > 1) {
+        timer_start(TIMER_MPI);
+        timer_start(TIMER_MPI_WAIT);
+        comm_shared_sync(s->win); /* our slots and updates, for their owners */
+        comm_barrier(s->node);
+        comm_shared_sync(s->win); /* theirs, for us */
+        timer_stop(TIMER_MPI_WAIT);
+        timer_stop(TIMER_MPI);
+    }
+    if (!s->steal)
+        return;
+    int64_t size;
+    const int64_t groups = groups_of(s, s->me, &size);
+    const int64_t lent_from = (int64_t)(atomic_load(s->counter[s->me]) >> 32);
+    for (int64_t group = lent_from; group < groups; group++) {
+        const double *slot = s->slots[s->me] + (groups - 1 - group) * s->stride;
+        for (int64_t i = 0; i < s->count; i++)
+            sums[i] += slot[i];
+    }
 }
 
 void share_totals(const struct mf_share *s, MPI_Comm comm, double *computed, double *foreign)

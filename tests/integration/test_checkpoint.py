@@ -434,7 +434,9 @@ def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, 
     share a core and run at half speed, and either remedy must act. The
     metrics, the checkpoint and the strided snapshots match a 1-rank run's
     to the last bits, so every particle was computed, updated (Langevin noise
-    included) and written where it belongs."""
+    included) and written where it belongs. With sharing they are also those
+    of 3 ranks without it, bit for bit: which rank computed a group of chunks
+    does not change the sums."""
     import conftest
     monkeypatch.setattr(conftest, "MPIRUN", ["taskset", "-c", "0,1"] + conftest.MPIRUN)
     monkeypatch.setitem(conftest.ENV, "OMPI_MCA_hwloc_base_binding_policy",
@@ -460,3 +462,10 @@ def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, 
         for a, b in zip(particles(one / folder / name), particles(three / folder / name)):
             assert a.shape == b.shape
             np.testing.assert_allclose(b, a, rtol=1e-12, atol=1e-15, err_msg=name)
+    if remedy == "share":
+        alone = tmp_path / "three-alone"
+        mfres("train", small_config, *args, "--out", alone, ranks=3, check=True)
+        assert_same_metrics(alone, three, rtol=0)
+        for folder, name in files:
+            for a, b in zip(particles(alone / folder / name), particles(three / folder / name)):
+                assert np.array_equal(a, b), name
