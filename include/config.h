@@ -20,7 +20,7 @@ enum mf_architecture { MF_ARCH_RESNET, MF_ARCH_SHALLOW };
 enum mf_data_kind { MF_DATA_TEACHER, MF_DATA_SINE, MF_DATA_SPIRALS, MF_DATA_FILE };
 enum mf_order { MF_ORDER_FIXED, MF_ORDER_SHUFFLE };
 enum mf_loss { MF_LOSS_MSE, MF_LOSS_CROSS_ENTROPY };
-enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE };
+enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE, MF_SHARE_AUTO };
 
 #define MF_PATH_MAX 1024
 

@@ -44,9 +44,11 @@ struct mf_group {
 
 /* Lay out this rank's particles as particles_alloc does, their arrays in a
  * window shared by the ranks of comm on this node, with slots for sums of
- * up to rows x dim + 1 doubles. Collective over comm. */
+ * up to rows x dim + 1 doubles. If some node lacks the shared memory: a
+ * fatal error if required, else a warning and NULL on every rank (the
+ * caller allocates the particles as usual). Collective over comm. */
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int64_t rows, MPI_Comm comm);
+                              int64_t rows, int required, MPI_Comm comm);
 
 /* Free the window, and with it the particle arrays (particles_free first).
  * Collective over comm. */

@@ -30,7 +30,7 @@ struct bench_options {
     int64_t layers, width, dim, batch, steps;
     int64_t balance;    /* rebalance every k steps; 0 = off */
     int per_rank;       /* width is per rank: M = width x ranks (weak scaling) */
-    int share;          /* train.share_work = node */
+    int share, no_share; /* train.share_work = node, off (default auto) */
     int activation;     /* enum mf_activation */
     const char *tsv;    /* append a TSV row here (NULL: none) */
     const char *label;  /* first TSV column */
@@ -42,20 +42,23 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "usage: mpirun -n R mfres bench [--layers L] [--width M] [--per-rank] [--dim D]\n"
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
-            "                   [--label TEXT] [--balance K] [--share] [--waits FILE]\n"
+            "                   [--label TEXT] [--balance K] [--share | --no-share]\n"
+            "                   [--waits FILE]\n"
             "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh. --per-rank makes M\n"
             "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
             "header when the file is new). --balance K moves particles to the faster ranks\n"
             "every K steps, as train.balance_every does (its time counts in the steps).\n"
-            "--share lets the ranks of a node compute each other's chunks, as\n"
-            "train.share_work = node does.\n"
+            "The ranks of a node compute each other's chunks when done with theirs\n"
+            "(work sharing) unless --balance is given, as train.share_work = auto does;\n"
+            "--share insists on it (train.share_work = node), --no-share turns it off.\n"
             "--waits writes each rank's wait before every reduction of the timed steps.\n");
 }
 
 /* Parse options; 0 or -1 with err. */
 static int parse(int argc, char **argv, struct bench_options *o, char *err, size_t errlen)
 {
-    *o = (struct bench_options){8, 100000, 16, 256, 10, 0, 0, 0, MF_ACT_TANH, NULL, "bench", NULL};
+    *o = (struct bench_options){.layers = 8, .width = 100000, .dim = 16, .batch = 256,
+                                .steps = 10, .activation = MF_ACT_TANH, .label = "bench"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t *field = !strcmp(a, "--layers") ? &o->layers
@@ -67,6 +70,7 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
                                                    : NULL;
         int *flag = !strcmp(a, "--per-rank") ? &o->per_rank
                     : !strcmp(a, "--share")  ? &o->share
+                    : !strcmp(a, "--no-share") ? &o->no_share
                                              : NULL;
         if (flag) {
             *flag = 1;
@@ -100,6 +104,8 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
                        -1;
         }
     }
+    if (o->share && o->no_share)
+        return snprintf(err, errlen, "bench: --share and --no-share exclude each other"), -1;
     return 0;
 }
 
@@ -132,7 +138,8 @@ struct measured {
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
     struct balance balance;            /* what load balancing moved */
-    double shared;                     /* work sharing: the share of chunks by another rank */
+    double shared;                     /* work sharing: the share of chunks by another rank; */
+                                       /* -1 without work sharing */
     struct comm_wait_log waits;        /* with --waits: this rank's waits */
     double *all_waits;                 /* and on rank 0 every rank's, [rank][call] */
 };
@@ -193,6 +200,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     r->wait = over_ranks(wait / step_total, comm);
     r->reduce = over_ranks((mpi - wait) / step_total, comm);
     r->share = over_ranks((double)m->particles.count, comm);
+    r->shared = -1;
     if (m->share) {
         double computed, foreign;
         share_totals(m->share, comm, &computed, &foreign);
@@ -290,7 +298,7 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                "layer moved; shares %.0f to %.0f per layer\n",
                (long long)o->balance, (long long)r->balance.moves, (long long)r->balance.moved,
                r->share.min, r->share.max);
-    if (o->share)
+    if (r->shared >= 0)
         printf("  work sharing             %.1f %% of the chunk evaluations by another rank of "
                "the node\n",
                100 * r->shared);
@@ -352,7 +360,7 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     cfg.model.width = o.per_rank ? o.width * ranks : o.width;
     cfg.model.dim = o.dim;
     cfg.model.activation = o.activation;
-    cfg.train.share_work = o.share ? MF_SHARE_NODE : MF_SHARE_OFF;
+    cfg.train.share_work = o.share ? MF_SHARE_NODE : o.no_share ? MF_SHARE_OFF : MF_SHARE_AUTO;
     cfg.train.balance_every = o.balance;
     cfg.data.input_dim = o.dim;
     cfg.data.samples = o.batch;

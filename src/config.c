@@ -22,7 +22,7 @@ static const char *const architecture_names[] = {"resnet", "shallow", NULL};
 static const char *const data_kind_names[] = {"teacher", "sine", "spirals", "file", NULL};
 static const char *const order_names[] = {"fixed", "shuffle", NULL};
 static const char *const loss_names[] = {"mse", "cross_entropy", NULL};
-static const char *const share_names[] = {"off", "node", NULL};
+static const char *const share_names[] = {"off", "node", "auto", NULL};
 
 struct key {
     const char *section;
@@ -77,8 +77,9 @@ static const struct key keys[] = {
     CHOICE(train, loss, "mse", loss_names, "mse or cross_entropy (integer labels)"),
     INT(train, seed, "3", 0, "seed of minibatches, layer orders and noise"),
     INT(train, balance_every, "0", 0, "move particles to faster ranks every k steps; 0 = off"),
-    CHOICE(train, share_work, "off", share_names,
-           "off, or node: ranks of a node compute each other's chunks when done with theirs"),
+    CHOICE(train, share_work, "auto", share_names,
+           "node: ranks of a node compute each other's chunks when done with theirs; "
+           "auto: node unless balance_every or too little shared memory; off"),
     PATH(output, dir, "mfres-run", "run directory (--out overrides)"),
     INT(output, log_every, "100", 1, "metrics row and progress line every k steps"),
     INT(output, checkpoint_every, "0", 0, "checkpoint every k steps; 0 = only at the end"),

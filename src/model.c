@@ -32,10 +32,13 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
     m->alpha = cfg->model.alpha;
     m->h = cfg->model.alpha / ((double)cfg->model.layers * (double)cfg->model.width);
     m->d_out = d_out;
-    if (cfg->train.share_work == MF_SHARE_NODE && comm_size(comm) > 1)
+    const int share = cfg->train.share_work == MF_SHARE_NODE ||
+                      (cfg->train.share_work == MF_SHARE_AUTO && cfg->train.balance_every == 0);
+    if (share && comm_size(comm) > 1)
         m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
-                                (int)cfg->model.dim, cfg->train.batch, comm);
-    else
+                                (int)cfg->model.dim, cfg->train.batch,
+                                cfg->train.share_work == MF_SHARE_NODE, comm);
+    if (!m->share)
         particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
                         (int)cfg->model.dim, comm_rank(comm), comm_size(comm));
     particles_init(&m->particles, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,

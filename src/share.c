@@ -4,6 +4,7 @@
 #include "share.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/statvfs.h>
 
@@ -31,25 +32,24 @@ struct mf_share {
 
 /* Open MPI keeps shared windows in files under osc_sm_backing_directory,
  * /dev/shm on Linux. A tmpfs too small for them would end the run with
- * SIGBUS at the first touch of a missing page: say so before. */
-static void check_room(double bytes)
+ * SIGBUS at the first touch of a missing page: check before. 0 and the
+ * reason in why if bytes do not fit. */
+static int room_for(double bytes, char *why, size_t len)
 {
     const char *dir = getenv("OMPI_MCA_osc_sm_backing_directory");
     struct statvfs fs;
     if (!dir)
         dir = "/dev/shm";
     if (statvfs(dir, &fs) != 0)
-        return; /* elsewhere: nothing to check */
+        return 1; /* elsewhere: nothing to check */
     const double room = (double)fs.f_bavail * (double)fs.f_frsize;
-    if (bytes > room)
-        log_fatal("train.share_work = node: this node's particles need %.2f GiB of shared memory "
-                  "but %s has %.2f GiB free; use more nodes, set OMPI_MCA_osc_sm_backing_directory, "
-                  "or train.share_work = off",
-                  bytes / 1073741824.0, dir, room / 1073741824.0);
+    snprintf(why, len, "this node's particles need %.2f GiB of shared memory but %s has %.2f GiB free",
+             bytes / 1073741824.0, dir, room / 1073741824.0);
+    return bytes <= room;
 }
 
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int64_t rows, MPI_Comm comm)
+                              int64_t rows, int required, MPI_Comm comm)
 {
     struct mf_share *s = xmalloc(sizeof *s);
     *s = (struct mf_share){.node = comm_node(comm), .stride = rows * dim + 1};
@@ -63,8 +63,19 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     const size_t bytes = COUNTER_BYTES + (values + MF_SLOTS * (size_t)s->stride) * sizeof(double);
     double node_bytes = (double)bytes;
     comm_sum(&node_bytes, 1, s->node);
-    if (s->me == 0)
-        check_room(node_bytes);
+    char why[160];
+    const int fits = s->me != 0 || room_for(node_bytes, why, sizeof why);
+    if (!fits && required)
+        log_fatal("train.share_work = node: %s; use more nodes, set "
+                  "OMPI_MCA_osc_sm_backing_directory, or train.share_work = off", why);
+    if (!comm_all_ok(fits, comm)) {
+        if (!fits)
+            log_warn("train.share_work = auto: %s: no work sharing", why);
+        comm_free(&s->node);
+        free(first);
+        free(s);
+        return NULL;
+    }
     char *base = comm_shared_alloc(bytes, s->node, &s->win);
     particles_attach(p, (double *)(base + COUNTER_BYTES));
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);

@@ -89,13 +89,24 @@ def test_bench_unwritable_output_fails_before_the_run(tmp_path):
 
 
 def test_bench_share():
-    out = mfres("bench", "--layers", "2", "--width", "3000", "--dim", "4", "--batch", "8",
-                "--steps", "3", "--share", ranks=3, check=True).stdout
-    m = re.search(r"work sharing +([0-9.]+) % of the chunk evaluations by another rank", out)
-    assert m and 0 <= float(m[1]) < 100, out
+    """Work sharing is on by default with several ranks, and off with
+    --no-share, with --balance, or on one rank."""
+    small = ("--layers", "2", "--width", "3000", "--dim", "4", "--batch", "8", "--steps", "3")
+    sharing = r"work sharing +([0-9.]+) % of the chunk evaluations by another rank"
+    for option in ("--share", None):
+        out = mfres("bench", *small, *([option] if option else []), ranks=3, check=True).stdout
+        m = re.search(sharing, out)
+        assert m and 0 <= float(m[1]) < 100, out
+    for option, ranks in (("--no-share", 3), ("--balance=2", 2), (None, 1)):
+        extra = option.split("=") if option else []
+        out = mfres("bench", *small, *extra, ranks=ranks, check=True).stdout
+        assert "seconds per step" in out and not re.search(sharing, out), out
     proc = mfres("bench", "--share", "--balance", "2", ranks=2)
     assert proc.returncode != 0
     assert "train.share_work = node and train.balance_every = 2 exclude each other" in proc.stderr
+    proc = mfres("bench", "--share", "--no-share", ranks=2)
+    assert proc.returncode == 2
+    assert "bench: --share and --no-share exclude each other" in proc.stderr
 
 
 def kernel_bench(*args):

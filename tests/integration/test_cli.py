@@ -4,9 +4,10 @@ without touching existing files."""
 import os
 import re
 
+import numpy as np
 import pytest
 
-from conftest import mfres, write_config
+from conftest import mfres, read_metrics, write_config
 
 
 def test_help_lists_every_key_with_its_default(tmp_path, small_config):
@@ -136,3 +137,23 @@ def test_work_sharing_too_large_for_shared_memory(tmp_path, small_config):
     assert proc.returncode != 0
     assert re.search(r"train.share_work = node: this node's particles need [0-9.]+ GiB of "
                      r"shared memory but /dev/shm has [0-9.]+ GiB free", proc.stderr), proc.stderr
+
+
+def test_work_sharing_by_default_gives_way(tmp_path, small_config, monkeypatch):
+    """train.share_work = auto (the default) shares the work on several ranks,
+    and without room for the shared memory (here Open MPI is pointed at
+    /proc, which has none) warns and runs without it, to the same results
+    bit for bit."""
+    import conftest
+    shared = mfres("train", small_config, "--out", tmp_path / "shared", ranks=2, check=True)
+    assert re.search(r"work sharing: \d+ of \d+ chunk evaluations", shared.stdout), shared.stdout
+    monkeypatch.setitem(conftest.ENV, "OMPI_MCA_osc_sm_backing_directory", "/proc")
+    alone = mfres("train", small_config, "--out", tmp_path / "alone", ranks=2, check=True)
+    assert re.search(r"train.share_work = auto: this node's particles need [0-9.]+ GiB of "
+                     r"shared memory but /proc has 0.00 GiB free: no work sharing",
+                     alone.stderr), alone.stderr
+    assert "work sharing:" not in alone.stdout
+    assert read_metrics(tmp_path / "alone").keys() == read_metrics(tmp_path / "shared").keys()
+    for col, values in read_metrics(tmp_path / "shared").items():
+        if "time" not in col and "seconds" not in col:
+            assert np.array_equal(read_metrics(tmp_path / "alone")[col], values, equal_nan=True), col

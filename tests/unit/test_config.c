@@ -163,6 +163,10 @@ static void test_resolve_checks_combinations(void **state)
     cfg.train.balance_every = 5;
     assert_int_equal(config_resolve(&cfg, NULL, err, sizeof err), -1);
     assert_contains(err, "train.share_work = node and train.balance_every = 5 exclude each other");
+    config_defaults(&cfg); /* auto, the default, gives way to load balancing */
+    assert_int_equal(cfg.train.share_work, MF_SHARE_AUTO);
+    cfg.train.balance_every = 5;
+    assert_int_equal(config_resolve(&cfg, NULL, err, sizeof err), 0);
 
     /* A file fills in the zero defaults and must agree with given values. */
     struct mf_data_shape shape = {.rows = 100, .input_dim = 64, .output_dim = 10, .labels = 1};

@@ -29,7 +29,7 @@ static void sleep_ms(int ms)
  * -(l M + m), visible to every rank on return. */
 static struct mf_share *labelled_share(struct mf_particles *p)
 {
-    struct mf_share *s = share_create(p, L, M, D, 2, MPI_COMM_WORLD);
+    struct mf_share *s = share_create(p, L, M, D, 2, 1, MPI_COMM_WORLD);
     for (int64_t l = 0; l < L; l++)
         for (int64_t i = 0; i < p->count; i++) {
             const int64_t at = l * p->count + i;
