@@ -19,7 +19,8 @@
  * summed from zero by whoever computes it, and the groups are added in the
  * same order as without sharing. Results are the same, bit for bit, with and
  * without sharing, whoever computed what. A rank lends at most MF_SLOTS
- * groups per pass, and passes of more than `rows` samples are not shared.
+ * groups per pass (fewer for large sums), and passes of more than `rows`
+ * samples are not shared.
  */
 #ifndef MFRES_SHARE_H
 #define MFRES_SHARE_H
@@ -31,7 +32,8 @@
 
 struct mf_share;
 
-/* Groups a rank lends per pass at most (its slots). */
+/* Groups a rank lends per pass at most (its slots; fewer where 32 slots
+ * would take more than 16 MiB). */
 #define MF_SLOTS 32
 
 /* A group of chunks claimed in a pass: owned indices [i0, i1) of layer l
@@ -54,12 +56,12 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
  * Collective over comm. */
 void share_destroy(struct mf_share *s);
 
-/* Start the next pass, over the groups of layer l, whose sums are `count`
+/* Start the next pass over the groups of a layer, whose sums are `count`
  * doubles. With steal = 0, or sums larger than the slots, this rank
  * computes its own groups only and lends none (as in a pass whose results
- * are kept per owned particle). Every rank of the node must start the same
- * passes with the same count. Not collective. */
-void share_begin(struct mf_share *s, int64_t l, int steal, int64_t count);
+ * are kept per owned particle). Every rank of the node must make the same
+ * passes with the same count, over the same layer. Not collective. */
+void share_begin(struct mf_share *s, int steal, int64_t count);
 
 /* The next group this rank computes in the pass: its own groups in order,
  * then others'; 0 when none is left for it. */

@@ -36,7 +36,8 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
                       (cfg->train.share_work == MF_SHARE_AUTO && cfg->train.balance_every == 0);
     if (share && comm_size(comm) > 1)
         m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
-                                (int)cfg->model.dim, cfg->train.batch,
+                                (int)cfg->model.dim,
+                                cfg->train.batch ? cfg->train.batch : cfg->data.samples,
                                 cfg->train.share_work == MF_SHARE_NODE, comm);
     if (!m->share)
         particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
@@ -70,7 +71,7 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
     }
 }
 
-/* One pass over the groups of chunks of layer l (particles.h): this rank's
+/* One pass over the groups of chunks of a layer (particles.h): this rank's
  * own, in order, or with work sharing whichever it claims on its node
  * (every group of the node exactly once over its ranks). Each group is
  * summed from zero, into its own buffer or a slot of its owner's; our own
@@ -78,22 +79,22 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
  * other ranks computed at the end, in group order. */
 struct pass {
     struct mf_model *m;
-    int64_t l, count; /* layer, doubles per sum */
-    int64_t next;     /* next own group start, without sharing */
-    double *group, *total;
+    int64_t count;         /* doubles per sum */
+    int64_t next;          /* next own group start, without sharing */
+    double *group, *total; /* a group's sums; the pass's */
 };
 
-static struct pass pass_begin(struct mf_model *m, int64_t l, int steal, int64_t count)
+static struct pass pass_begin(struct mf_model *m, int steal, int64_t count)
 {
     if (count > m->sums_size) {
         free(m->sums);
         m->sums = xmalloc(2 * (size_t)count * sizeof *m->sums);
         m->sums_size = count;
     }
-    struct pass ps = {m, l, count, 0, m->sums, m->sums + count};
+    struct pass ps = {m, count, 0, m->sums, m->sums + count};
     memset(ps.total, 0, (size_t)count * sizeof *ps.total);
     if (m->share)
-        share_begin(m->share, l, steal, count);
+        share_begin(m->share, steal, count);
     return ps;
 }
 
@@ -136,7 +137,7 @@ static const double *pass_end(struct pass *ps)
 static const double *layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X)
 {
     const int D = m->particles.dim;
-    struct pass ps = pass_begin(m, l, 1, n * D);
+    struct pass ps = pass_begin(m, 1, n * D);
     struct mf_group g;
     double *sums;
     while (pass_next(&ps, &g, &sums)) {
@@ -308,7 +309,7 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
          * copied out are laid out per owned particle: such a pass computes
          * this rank's groups only. */
         const int want_dp = !shallow && k > 0;
-        struct pass ps = pass_begin(m, l, !(upd && upd->grad_u), nd + 1);
+        struct pass ps = pass_begin(m, !(upd && upd->grad_u), nd + 1);
         struct mf_group g;
         double *sums;
         while (pass_next(&ps, &g, &sums)) {

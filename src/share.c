@@ -15,6 +15,8 @@
 /* A rank's segment of the window: its claim counter on a cache line of its
  * own, its particle arrays, then its slots. */
 #define COUNTER_BYTES 64
+/* The slots of a rank take at most this much (or one slot). */
+#define SLOT_BYTES (16 << 20)
 
 struct mf_share {
     MPI_Comm node;              /* the ranks of comm on this node */
@@ -22,9 +24,9 @@ struct mf_share {
     int ranks, me;              /* node size and rank */
     struct mf_particles *peer;  /* [ranks]: each node rank's particles, as views */
     _Atomic uint64_t **counter; /* [ranks]: front << 32 | back; unclaimed groups [front, back) */
-    double **slots;             /* [ranks]: MF_SLOTS sums of `stride` doubles each */
-    int64_t stride;             /* doubles per slot */
-    int64_t layer, count;       /* this pass: its layer, doubles per sum */
+    double **slots;             /* [ranks]: `lendable` sums of `stride` doubles each */
+    int64_t stride, lendable;   /* doubles per slot; slots per rank */
+    int64_t count;              /* this pass: doubles per sum */
     int64_t next;               /* the next own group, when not stealing */
     int steal, victim;          /* this pass shares; offset of the rank claimed from now */
     int64_t computed, foreign;  /* chunk evaluations */
@@ -53,6 +55,8 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
 {
     struct mf_share *s = xmalloc(sizeof *s);
     *s = (struct mf_share){.node = comm_node(comm), .stride = rows * dim + 1};
+    s->lendable = SLOT_BYTES / (s->stride * (int64_t)sizeof(double));
+    s->lendable = s->lendable < 1 ? 1 : s->lendable > MF_SLOTS ? MF_SLOTS : s->lendable;
     s->ranks = comm_size(s->node);
     s->me = comm_rank(s->node);
     particles_layout(p, layers, width, dim, comm_rank(comm), comm_size(comm));
@@ -60,7 +64,7 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
     const size_t values = (size_t)particles_values(p);
-    const size_t bytes = COUNTER_BYTES + (values + MF_SLOTS * (size_t)s->stride) * sizeof(double);
+    const size_t bytes = COUNTER_BYTES + (values + (size_t)(s->lendable * s->stride)) * sizeof(double);
     double node_bytes = (double)bytes;
     comm_sum(&node_bytes, 1, s->node);
     char why[160];
@@ -110,24 +114,22 @@ void share_destroy(struct mf_share *s)
     free(s);
 }
 
-/* Node rank q's groups in each layer, of `size` particles each. */
-static int64_t groups_of(const struct mf_share *s, int q, int64_t *size)
+/* Node rank q's groups in each layer. */
+static int64_t groups_of(const struct mf_share *s, int q)
 {
-    *size = particles_group_size(s->peer[q].count);
-    return (s->peer[q].count + *size - 1) / *size;
+    const int64_t size = particles_group_size(s->peer[q].count);
+    return (s->peer[q].count + size - 1) / size;
 }
 
-void share_begin(struct mf_share *s, int64_t l, int steal, int64_t count)
+void share_begin(struct mf_share *s, int steal, int64_t count)
 {
-    int64_t size;
-    s->layer = l;
     s->count = count;
     s->next = 0;
     s->victim = 0;
     s->steal = steal && s->ranks > 1 && count <= s->stride;
     /* The last pass ended in a barrier: nobody still claims from it. */
     if (s->steal)
-        atomic_store(s->counter[s->me], (uint64_t)groups_of(s, s->me, &size));
+        atomic_store(s->counter[s->me], (uint64_t)groups_of(s, s->me));
 }
 
 /* Claim a group of node rank q in this pass: our own from the front, others'
@@ -136,12 +138,11 @@ void share_begin(struct mf_share *s, int64_t l, int steal, int64_t count)
 static int claim(struct mf_share *s, int q, int64_t *group, int64_t *slot)
 {
     _Atomic uint64_t *counter = s->counter[q];
-    int64_t size;
-    const uint64_t groups = (uint64_t)groups_of(s, q, &size);
+    const uint64_t groups = (uint64_t)groups_of(s, q);
     uint64_t v = atomic_load(counter);
     for (;;) {
         const uint64_t front = v >> 32, back = v & 0xffffffffu;
-        if (front >= back || (q != s->me && groups - back >= MF_SLOTS))
+        if (front >= back || (q != s->me && groups - back >= (uint64_t)s->lendable))
             return 0;
         if (q == s->me && atomic_compare_exchange_weak(counter, &v, v + (1ull << 32))) {
             *group = (int64_t)front;
@@ -158,20 +159,20 @@ static int claim(struct mf_share *s, int q, int64_t *group, int64_t *slot)
 int share_next(struct mf_share *s, struct mf_group *g)
 {
     int q = s->me;
-    int64_t group = 0, slot = 0, size;
+    int64_t group = 0, slot = 0;
     if (s->steal) {
         /* Our own groups first, then the other ranks' in turn. */
         while (s->victim < s->ranks && !claim(s, q = (s->me + s->victim) % s->ranks, &group, &slot))
             s->victim++;
         if (s->victim == s->ranks)
             return 0;
-    } else if (s->next < groups_of(s, q, &size)) {
+    } else if (s->next < groups_of(s, q)) {
         group = s->next++;
     } else {
         return 0;
     }
-    groups_of(s, q, &size);
     const struct mf_particles *p = &s->peer[q];
+    const int64_t size = particles_group_size(p->count);
     g->owner = p;
     g->i0 = group * size;
     g->i1 = g->i0 + size < p->count ? g->i0 + size : p->count;
@@ -195,8 +196,7 @@ void share_end(struct mf_share *s, double *sums)
     }
     if (!s->steal)
         return;
-    int64_t size;
-    const int64_t groups = groups_of(s, s->me, &size);
+    const int64_t groups = groups_of(s, s->me);
     const int64_t lent_from = (int64_t)(atomic_load(s->counter[s->me]) >> 32);
     for (int64_t group = lent_from; group < groups; group++) {
         const double *slot = s->slots[s->me] + (groups - 1 - group) * s->stride;

@@ -88,15 +88,22 @@ def test_bench_unwritable_output_fails_before_the_run(tmp_path):
         assert "DGEMM peak" not in proc.stdout
 
 
-def test_bench_share():
+def test_bench_share(monkeypatch):
     """Work sharing is on by default with several ranks, and off with
-    --no-share, with --balance, or on one rank."""
-    small = ("--layers", "2", "--width", "3000", "--dim", "4", "--batch", "8", "--steps", "3")
+    --no-share, with --balance, or on one rank. Where it is on, 3 ranks
+    bound to 2 CPUs must share."""
+    import conftest
+    small = ("--layers", "2", "--width", "30000", "--dim", "4", "--batch", "8", "--steps", "3")
     sharing = r"work sharing +([0-9.]+) % of the chunk evaluations by another rank"
-    for option in ("--share", None):
-        out = mfres("bench", *small, *([option] if option else []), ranks=3, check=True).stdout
-        m = re.search(sharing, out)
-        assert m and 0 <= float(m[1]) < 100, out
+    with monkeypatch.context() as pinned:
+        pinned.setattr(conftest, "MPIRUN", ["taskset", "-c", "0,1"] + conftest.MPIRUN)
+        pinned.setitem(conftest.ENV, "OMPI_MCA_hwloc_base_binding_policy",
+                       "core:overload-allowed")
+        for option in ("--share", None):
+            out = mfres("bench", *small, *([option] if option else []), ranks=3,
+                        check=True).stdout
+            m = re.search(sharing, out)
+            assert m and 1 < float(m[1]) < 100, out
     for option, ranks in (("--no-share", 3), ("--balance=2", 2), (None, 1)):
         extra = option.split("=") if option else []
         out = mfres("bench", *small, *extra, ranks=ranks, check=True).stdout

@@ -58,7 +58,7 @@ static void test_every_chunk_once(void **state)
     for (int pass = 0; pass < PASSES; pass++) {
         const int64_t l = pass % L;
         const int together = pass % 2 == 0, steal = !(pass % 4 == 3 && test_rank % 2);
-        share_begin(s, l, steal, 1);
+        share_begin(s, steal, 1);
         if (together)
             comm_barrier(MPI_COMM_WORLD);
         if (test_rank == 0 && (together || pass % 3 == 0))
@@ -140,7 +140,7 @@ static void test_sums_in_group_order(void **state)
         const int64_t l = pass % L;
         const int64_t count = pass < 6 ? 2 : 2 * D + 2; /* the last two: too large to lend */
         double total[2 * D + 2] = {0}, group[2 * D + 2];
-        share_begin(s, l, 1, count);
+        share_begin(s, 1, count);
         comm_barrier(MPI_COMM_WORLD);
         if (test_rank == 0)
             sleep_ms(30);
@@ -192,7 +192,7 @@ static void test_writes_reach_the_owner(void **state)
     struct mf_share *s = labelled_share(&p);
     double sums[1] = {0};
     struct mf_group g;
-    share_begin(s, 1, 1, 1);
+    share_begin(s, 1, 1);
     comm_barrier(MPI_COMM_WORLD);
     while (share_next(s, &g))
         for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
