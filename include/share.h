@@ -12,7 +12,8 @@
  *
  * Claims go through one atomic counter per rank holding the front and the
  * back of its unclaimed groups. A pass ends with a barrier of the node, so
- * a counter never holds another pass's groups while a thief looks.
+ * a thief never takes a group of another pass: a counter holds the groups
+ * of this pass or none.
  *
  * A stolen group's sums go to a slot in its owner's memory, and the owner
  * adds them after the pass, in group order, after its own: every group is
@@ -36,8 +37,8 @@ struct mf_share;
  * would take more than 16 MiB). */
 #define MF_SLOTS 32
 
-/* A group of chunks claimed in a pass: owned indices [i0, i1) of layer l
- * of `owner` (the owner's particles, as a view). */
+/* A group of chunks claimed in a pass: owned indices [i0, i1), in the
+ * pass's layer, of `owner` (the owner's particles, as a view). */
 struct mf_group {
     const struct mf_particles *owner;
     int64_t i0, i1;
