@@ -138,8 +138,7 @@ struct measured {
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
     struct balance balance;            /* what load balancing moved */
-    double shared;                     /* work sharing: the share of chunks by another rank; */
-                                       /* -1 without work sharing */
+    double shared;                     /* chunks computed by another rank; -1: no sharing */
     struct comm_wait_log waits;        /* with --waits: this rank's waits */
     double *all_waits;                 /* and on rank 0 every rank's, [rank][call] */
 };
