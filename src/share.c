@@ -139,21 +139,17 @@ static int claim(struct mf_share *s, int q, int64_t *group, int64_t *slot)
 {
     _Atomic uint64_t *counter = s->counter[q];
     const uint64_t groups = (uint64_t)groups_of(s, q);
-    uint64_t v = atomic_load(counter);
-    for (;;) {
-        const uint64_t front = v >> 32, back = v & 0xffffffffu;
-        if (front >= back || (q != s->me && groups - back >= (uint64_t)s->lendable))
+    const int own = q == s->me;
+    uint64_t v = atomic_load(counter), front, back;
+    do {
+        front = v >> 32;
+        back = v & 0xffffffffu;
+        if (front >= back || (!own && groups - back >= (uint64_t)s->lendable))
             return 0;
-        if (q == s->me && atomic_compare_exchange_weak(counter, &v, v + (1ull << 32))) {
-            *group = (int64_t)front;
-            return 1;
-        }
-        if (q != s->me && atomic_compare_exchange_weak(counter, &v, v - 1)) {
-            *group = (int64_t)back - 1;
-            *slot = (int64_t)(groups - back);
-            return 1;
-        }
-    }
+    } while (!atomic_compare_exchange_weak(counter, &v, own ? v + (1ull << 32) : v - 1));
+    *group = (int64_t)(own ? front : back - 1);
+    *slot = (int64_t)(groups - back);
+    return 1;
 }
 
 int share_next(struct mf_share *s, struct mf_group *g)

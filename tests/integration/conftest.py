@@ -3,6 +3,7 @@ launch them under MPI, and how to read a run directory."""
 import os
 import shlex
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -21,6 +22,13 @@ def mfres(*args, ranks=1, timeout=120, check=False):
     if check and proc.returncode != 0:
         raise AssertionError(f"{cmd} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+def pin_to_two_cpus(monkeypatch):
+    """Bind the ranks of later mfres calls to CPUs 0 and 1, whatever the
+    machine has: with 3 ranks, two share a core and run at half speed."""
+    monkeypatch.setattr(sys.modules[__name__], "MPIRUN", ["taskset", "-c", "0,1"] + MPIRUN)
+    monkeypatch.setitem(ENV, "OMPI_MCA_hwloc_base_binding_policy", "core:overload-allowed")
 
 
 def read_metrics(run_dir):

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import ENV, TOOLS, mfres
+from conftest import ENV, TOOLS, mfres, pin_to_two_cpus
 
 
 def test_bench_table_and_tsv(tmp_path):
@@ -92,13 +92,10 @@ def test_bench_share(monkeypatch):
     """Work sharing is on by default with several ranks, and off with
     --no-share, with --balance, or on one rank. Where it is on, 3 ranks
     bound to 2 CPUs must share."""
-    import conftest
     small = ("--layers", "2", "--width", "30000", "--dim", "4", "--batch", "8", "--steps", "3")
     sharing = r"work sharing +([0-9.]+) % of the chunk evaluations by another rank"
     with monkeypatch.context() as pinned:
-        pinned.setattr(conftest, "MPIRUN", ["taskset", "-c", "0,1"] + conftest.MPIRUN)
-        pinned.setitem(conftest.ENV, "OMPI_MCA_hwloc_base_binding_policy",
-                       "core:overload-allowed")
+        pin_to_two_cpus(pinned)
         for option in ("--share", None):
             out = mfres("bench", *small, *([option] if option else []), ranks=3,
                         check=True).stdout

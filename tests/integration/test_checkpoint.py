@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ENV, MFRES, MPIRUN, mfres, read_metrics, write_config
+from conftest import ENV, MFRES, MPIRUN, mfres, pin_to_two_cpus, read_metrics, write_config
 
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 
@@ -437,10 +437,7 @@ def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, 
     included) and written where it belongs. With sharing they are also those
     of 3 ranks without it, bit for bit: which rank computed a group of chunks
     does not change the sums."""
-    import conftest
-    monkeypatch.setattr(conftest, "MPIRUN", ["taskset", "-c", "0,1"] + conftest.MPIRUN)
-    monkeypatch.setitem(conftest.ENV, "OMPI_MCA_hwloc_base_binding_policy",
-                        "core:overload-allowed")
+    pin_to_two_cpus(monkeypatch)
     args = ("--set", "model.width=20000", "--set", "train.batch=64", "--set", "train.steps=20",
             "--set", "output.snapshot_every=10", "--set", "output.snapshot_stride=7")
     option = {"balance": "train.balance_every=1", "share": "train.share_work=node"}[remedy]

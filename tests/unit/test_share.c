@@ -125,6 +125,16 @@ static double chunk_value(int64_t l, int64_t first)
     return first == 0 ? 1e16 : 1.0 + 1.0 / (double)(k + 1);
 }
 
+/* The sum, from zero and in order, of the chunk values of p's group of
+ * layer l starting at owned index i0. */
+static double group_value(const struct mf_particles *p, int64_t l, int64_t i0, int64_t size)
+{
+    double sum = 0;
+    for (int64_t c = i0; c < i0 + size && c < p->count; c += MF_CHUNK)
+        sum += chunk_value(l, p->first + c);
+    return sum;
+}
+
 /* Each group's sums are summed from zero chunk by chunk, own groups added to
  * the total as they are done and the others' by share_end: the total must be
  * that of the owner's groups summed in order, bit for bit, however many of
@@ -160,18 +170,10 @@ static void test_sums_in_group_order(void **state)
         }
         share_end(s, total);
         double expected = 0, backwards = 0;
-        for (int64_t i0 = 0; i0 < p.count; i0 += group_size) {
-            double sum = 0;
-            for (int64_t c = i0; c < i0 + group_size && c < p.count; c += MF_CHUNK)
-                sum += chunk_value(l, p.first + c);
-            expected += sum;
-        }
-        for (int64_t i0 = (p.count - 1) / group_size * group_size; i0 >= 0; i0 -= group_size) {
-            double sum = 0;
-            for (int64_t c = i0; c < i0 + group_size && c < p.count; c += MF_CHUNK)
-                sum += chunk_value(l, p.first + c);
-            backwards += sum;
-        }
+        for (int64_t i0 = 0; i0 < p.count; i0 += group_size)
+            expected += group_value(&p, l, i0, group_size);
+        for (int64_t i0 = (p.count - 1) / group_size * group_size; i0 >= 0; i0 -= group_size)
+            backwards += group_value(&p, l, i0, group_size);
         assert_true(total[0] == expected);
         assert_true(total[1] == (double)((p.count + MF_CHUNK - 1) / MF_CHUNK));
         if (test_ranks == 1)
