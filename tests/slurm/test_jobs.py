@@ -1,4 +1,5 @@
 """The job scripts of jobs/ on a real local Slurm cluster (see conftest.py)."""
+import math
 import os
 import subprocess
 import time
@@ -12,7 +13,6 @@ from conftest import MFRES, REPO
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 CONFIG = os.path.join(REPO, "jobs", "configs", "default.ini")
 SMALL = ["--set", "train.steps=60", "--set", "output.log_every=20"]
-LONG = ["--set", "train.steps=6000", "--set", "output.log_every=500"]  # about 12 s
 
 
 def metrics(run):
@@ -42,6 +42,24 @@ def by_hand(cluster, run, *args):
                            "--out", str(run)], capture_output=True, text=True,
                           env=dict(env, OPENBLAS_NUM_THREADS="1"), timeout=300)
     assert proc.returncode == 0, proc.stderr
+
+
+def lasting(seconds, seconds_per_step, log_every):
+    """Arguments for a run of about `seconds` on this machine (at least four
+    log intervals), and its number of steps."""
+    steps = log_every * max(4, math.ceil(seconds / seconds_per_step / log_every))
+    return ["--set", f"train.steps={steps}", "--set", f"output.log_every={log_every}"], steps
+
+
+@pytest.fixture(scope="module")
+def seconds_per_step(cluster, tmp_path_factory):
+    """The default example's time per step on 2 ranks here, measured by hand:
+    the tests that signal a running job size it in seconds, not steps, so
+    that it is still running when the signal comes on a fast machine and
+    does not take minutes on a slow one."""
+    run = tmp_path_factory.mktemp("speed") / "run"
+    by_hand(cluster, run, "--set", "train.steps=2000", "--set", "output.log_every=500")
+    return float(np.median(metrics(run)["seconds_per_step"][1:]))
 
 
 def job_log(run):
@@ -76,12 +94,14 @@ def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])
-def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, launcher):
+def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, launcher,
+                                                             seconds_per_step):
     """SIGUSR1 to the batch shell, as --signal=B:USR1@T sends it before the
     time limit: checkpoint, exit 3, requeue, restart, same final state."""
     run = tmp_path / "job"
+    long, steps = lasting(12, seconds_per_step, 500)
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
-                         *LONG, "--out", run, env={"MFRES_LAUNCHER": launcher})
+                         *long, "--out", run, env={"MFRES_LAUNCHER": launcher})
     wait_for_rows(run, 2)
     signal_window_passed()
     cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
@@ -91,42 +111,42 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     assert "stopped at step" in log and "requeueing (restart 1 of at most 20)" in log
     assert "start 2 on" in log and "restarting from" in log
     assert cluster.info(job)["Restarts"] == "1"
-    by_hand(cluster, tmp_path / "hand", *LONG)
-    assert_same_run(tmp_path / "hand", run, 6000)
+    by_hand(cluster, tmp_path / "hand", *long)
+    assert_same_run(tmp_path / "hand", run, steps)
 
 
-def test_scontrol_requeue_mid_run(cluster, tmp_path):
+def test_scontrol_requeue_mid_run(cluster, tmp_path, seconds_per_step):
     """A requeue forced by an administrator: Slurm stops the job with SIGTERM,
     mfres checkpoints, and the requeued job continues from there."""
     run = tmp_path / "job"
+    long, steps = lasting(12, seconds_per_step, 500)
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
-                         *LONG, "--out", run)
+                         *long, "--out", run)
     wait_for_rows(run, 2)
     signal_window_passed()
     cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
     assert "restarting from" in log and "exited with status 0" in log
-    by_hand(cluster, tmp_path / "hand", *LONG)
-    assert_same_run(tmp_path / "hand", run, 6000)
+    by_hand(cluster, tmp_path / "hand", *long)
+    assert_same_run(tmp_path / "hand", run, steps)
 
 
-def test_real_time_limit(cluster, tmp_path):
+def test_real_time_limit(cluster, tmp_path, seconds_per_step):
     """A real time limit and Slurm's own early signal: with --time=2 and
     --signal=B:USR1@100 the warning comes at most 20 s into a start; the run
-    needs about 35 s here, so its first start is stopped with a checkpoint
-    and requeued, and a later start finishes it (with up to 120 s to spare,
-    so a slower machine passes too)."""
+    is sized to need about 35 s, so its first start is stopped with a
+    checkpoint and requeued, and a later start finishes it."""
     run = tmp_path / "job"
-    steps = ["--set", "train.steps=20000", "--set", "output.log_every=5000"]
+    args, steps = lasting(35, seconds_per_step, 1000)
     job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@100", "-o",
-                         tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *steps,
+                         tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *args,
                          "--out", run)
     assert cluster.wait(job, timeout=600) == ["COMPLETED"]
     log = job_log(run)
     assert int(cluster.info(job)["Restarts"]) >= 1
     assert "stopped at step" in log and "restarting from" in log
-    assert "exited with status 0" in log and metrics(run)["step"][-1] == 20000
+    assert "exited with status 0" in log and metrics(run)["step"][-1] == steps
 
 
 def test_restart_bound_stops_a_run_that_cannot_finish(cluster, tmp_path):
