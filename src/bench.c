@@ -137,11 +137,31 @@ struct measured {
     struct spread mpi, wait, reduce;   /* shares of the step time */
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
+    struct spread pss;                 /* PSS at the end, bytes; -1 where unknown */
     struct balance balance;            /* what load balancing moved */
     double shared;                     /* chunks computed by another rank; -1: no sharing */
     struct comm_wait_log waits;        /* with --waits: this rank's waits */
     double *all_waits;                 /* and on rank 0 every rank's, [rank][call] */
 };
+
+/* This process's proportional set size now, in bytes: a shared page counts
+ * divided by the number of processes that map it, so with work sharing the
+ * ranks' figures add up to the node's memory, where each rank's RSS counts
+ * the pages of other ranks' particles that it touched in full. -1 where
+ * Linux's /proc/self/smaps_rollup is missing. */
+static double pss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    double kib = -1;
+    while (kib < 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "Pss: %lf kB", &kib) != 1)
+            kib = -1;
+    fclose(f);
+    return kib < 0 ? -1 : kib * 1024.0;
+}
 
 /* The DGEMM peak is measured between the steps, on the same core: a shared
  * machine's clock and neighbours drift over seconds, and each step is
@@ -208,6 +228,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     r->rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
+    r->pss = over_ranks(pss_bytes(), comm);
 }
 
 /* The --waits file, one row per reduction: the step, the reduction within
@@ -286,6 +307,10 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
            "state %.0f)\n",
            r->rss / 1048576, state / 1048576, r->rss / local, state / local);
     printf("  RSS / (1.25 state + 64 MiB) %5.2f\n", r->rss / (1.25 * state + 64 * 1048576.0));
+    if (r->pss.min >= 0)
+        printf("  PSS per rank at the end  %8.1f MiB max (%.1f bytes per particle; %.1f MiB "
+               "over all ranks)\n",
+               r->pss.max / 1048576, r->pss.max / local, r->pss.mean * ranks / 1048576);
     printf("  time in MPI              %8.1f %% mean (min %.1f %%, max %.1f %% on rank %d)\n",
            100 * r->mpi.mean, 100 * r->mpi.min, 100 * r->mpi.max, r->mpi.at);
     printf("    waiting for other ranks%8.1f %% mean (max %.1f %% on rank %d)\n",
@@ -319,12 +344,12 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                    "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
                    "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
                    "mpi_fraction_max\tmpi_wait_fraction_max\t"
-                   "mpi_reduce_fraction_max\n");
+                   "mpi_reduce_fraction_max\tpss_bytes\n");
     fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\n",
+               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\n",
             o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
             r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
-            r->wait.max, r->reduce.max);
+            r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1);
     if (fclose(f) != 0)
         log_fatal("bench: cannot write %s", o->tsv);
 }

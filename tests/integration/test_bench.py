@@ -15,7 +15,7 @@ def test_bench_table_and_tsv(tmp_path):
         out = mfres("bench", "--layers", "2", "--width", "500", "--dim", "8", "--batch", "16",
                     "--steps", "3", "--tsv", tsv, "--label", "t", ranks=2, check=True).stdout
     for line in ("DGEMM peak per rank", "step, nominal", "step / DGEMM peak",
-                 "seconds per step", "peak RSS per rank", "time in MPI",
+                 "seconds per step", "peak RSS per rank", "PSS per rank", "time in MPI",
                  "waiting for other ranks", "reductions"):
         assert line in out
     assert "medians of 4 between the steps" in out  # before the first step and after each
@@ -27,6 +27,7 @@ def test_bench_table_and_tsv(tmp_path):
     assert row["label"] == "t" and row["ranks"] == "2" and row["width"] == "500"
     assert float(row["state_bytes"]) == 2 * 256 * 17 * 8  # the largest share: 2 chunks of 128 per layer
     assert 0 < float(row["peak_fraction"]) < 1.5
+    assert 0 < float(row["pss_bytes"]) <= float(row["rss_bytes"])
     # The wait is part of the MPI time on every rank, so also of its maximum.
     assert 0 <= float(row["mpi_wait_fraction_max"]) <= float(row["mpi_fraction_max"])
     assert 0 <= float(row["mpi_reduce_fraction_max"]) <= float(row["mpi_fraction_max"])
@@ -91,8 +92,11 @@ def test_bench_unwritable_output_fails_before_the_run(tmp_path):
 def test_bench_share(monkeypatch):
     """Work sharing is on by default with several ranks, and off with
     --no-share, with --balance, or on one rank. Where it is on, 3 ranks
-    bound to 2 CPUs must share."""
-    small = ("--layers", "2", "--width", "30000", "--dim", "4", "--batch", "8", "--steps", "3")
+    bound to 2 CPUs must share. Each pass must outlast the scheduler's time
+    slices, so that one of the two ranks of a CPU falls behind (10 to 13% of
+    the chunks shared at this size, against 2 to 5% at a tenth of it)."""
+    small = ("--layers", "2", "--width", "100000", "--dim", "16", "--batch", "64", "--steps",
+             "3")
     sharing = r"work sharing +([0-9.]+) % of the chunk evaluations by another rank"
     with monkeypatch.context() as pinned:
         pin_to_two_cpus(pinned)
@@ -111,6 +115,22 @@ def test_bench_share(monkeypatch):
     proc = mfres("bench", "--share", "--no-share", ranks=2)
     assert proc.returncode == 2
     assert "bench: --share and --no-share exclude each other" in proc.stderr
+
+
+def test_bench_pss_counts_shared_particles_once():
+    """With work sharing the node's particles live in one shared window, and
+    each rank's RSS counts the pages of it that the rank touched; the ranks'
+    PSS must add up to the whole state once, plus each process's own
+    libraries and buffers (about 50 MiB)."""
+    L, M, D = 2, 400000, 16
+    out = mfres("bench", "--layers", L, "--width", M, "--dim", D, "--batch", "8", "--steps",
+                "2", "--share", ranks=2, check=True).stdout
+    m = re.search(r"PSS per rank at the end +([0-9.]+) MiB max \(([0-9.]+) bytes per particle; "
+                  r"([0-9.]+) MiB over all ranks\)", out)
+    assert m, out
+    state = L * M * (2 * D + 1) * 8 / 2**20
+    assert state < float(m[3]) < state + 2 * 100, out
+    assert float(m[2]) > 8 * (2 * D + 1), out
 
 
 def kernel_bench(*args):
