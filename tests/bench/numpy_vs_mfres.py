@@ -8,9 +8,11 @@ The NumPy step is tests/integration/reference.py (B x M activations
 materialised, BLAS products through NumPy, hand-written backward), the same
 code that checks mfres's gradient to 1e-10. Both run on the same shape and
 the same cores, in this one script: NumPy with --cores BLAS threads, mfres
-with --cores ranks of one BLAS thread each. It prints seconds per step (and
-NumPy's share of time in the kernel, mostly page faults of its B x M
-arrays) and the ratio.
+with --cores ranks of one BLAS thread each, both with the environment's
+OpenBLAS settings (OPENBLAS_CORETYPE among them). It prints seconds per
+step, the OpenBLAS core each side ran (NumPy's through threadpoolctl, where
+installed), NumPy's share of time in the kernel (mostly page faults of its
+B x M arrays) and the ratio.
 """
 import argparse
 import os
@@ -64,9 +66,18 @@ out = subprocess.run(["mpirun", "--oversubscribe", "-n", str(a.cores), mfres_bin
                       "--steps", str(max(a.steps, 3))], capture_output=True, text=True, env=env,
                      check=True).stdout
 mfres_s = float(next(line for line in out.splitlines() if "seconds per step" in line).split()[3])
+mfres_core = out.split("OpenBLAS core ", 1)[1].split(",", 1)[0]
+try:
+    from threadpoolctl import threadpool_info
+    numpy_core = next((i.get("architecture") for i in threadpool_info()
+                       if i.get("internal_api") == "openblas"), "not OpenBLAS")
+except ImportError:
+    numpy_core = "unknown (no threadpoolctl)"
 cores = "one core" if a.cores == 1 else f"{a.cores} cores"
 print(f"step at L = {L}, M = {M}, D = {D}, B = {B}, {cores}, tanh, mse")
 print(f"  NumPy (reference.py)  {numpy_s:9.3f} s/step  (numpy {np.__version__}, "
-      f"{a.cores} BLAS thread(s), {100 * kernel_share:.0f}% of its CPU time in the kernel)")
-print(f"  mfres bench           {mfres_s:9.3f} s/step  ({a.cores} rank(s))")
+      f"OpenBLAS core {numpy_core}, {a.cores} BLAS thread(s), {100 * kernel_share:.0f}% of its "
+      "CPU time in the kernel)")
+print(f"  mfres bench           {mfres_s:9.3f} s/step  (OpenBLAS core {mfres_core}, {a.cores} "
+      "rank(s))")
 print(f"  ratio                 {numpy_s / mfres_s:9.1f} x faster")

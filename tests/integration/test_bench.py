@@ -3,10 +3,11 @@ the benchmarks of tests/bench/, never by timed tests)."""
 import os
 import re
 import subprocess
+import sys
 
 import pytest
 
-from conftest import ENV, TOOLS, mfres, pin_to_two_cpus
+from conftest import ENV, MFRES, TOOLS, mfres, pin_to_two_cpus
 
 
 def test_bench_table_and_tsv(tmp_path):
@@ -160,3 +161,20 @@ def test_kernel_bench_tool():
     assert min(cf, cb, sf, sb) > 0 and ratio == pytest.approx((sf + sb) / (cf + cb), rel=0.02)
     bad = kernel_bench("4", "1", "64")
     assert bad.returncode == 2 and "streamed chunks > 64" in bad.stderr
+
+
+def test_numpy_vs_mfres_script():
+    """tests/bench/numpy_vs_mfres.py runs both steps on one shape with the
+    same OpenBLAS core, and its ratio is that of the two times."""
+    script = os.path.join(os.path.dirname(__file__), "..", "bench", "numpy_vs_mfres.py")
+    proc = subprocess.run([sys.executable, script, "--layers", "2", "--width", "2000",
+                           "--steps", "1", "--mfres", MFRES], capture_output=True, text=True,
+                          env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    numpy = re.search(r"NumPy \(reference.py\) +([0-9.]+) s/step  \(numpy [0-9.]+, OpenBLAS core "
+                      r"(\w+), 1 BLAS thread", proc.stdout)
+    ours = re.search(r"mfres bench +([0-9.]+) s/step  \(OpenBLAS core (\w+), 1 rank", proc.stdout)
+    ratio = re.search(r"ratio +([0-9.]+) x faster", proc.stdout)
+    assert numpy and ours and ratio, proc.stdout
+    assert numpy[2] == ours[2]
+    assert float(ratio[1]) == pytest.approx(float(numpy[1]) / float(ours[1]), rel=0.05, abs=0.1)
