@@ -4,7 +4,7 @@
  * Plain arrays in, plain arrays out: no MPI, no files, no global state. The
  * n samples are rows of X (row-major n x D); the chunk's cm particles are
  * rows of U and W (cm x D) and entries of bias. Products go through BLAS
- * DGEMM; the n rows are processed in blocks of MF_ROW_BLOCK so the
+ * DGEMM; the n rows are processed in blocks of kernels_row_block() so the
  * (rows x cm) pre-activations live only in the workspace, never as an
  * n x M array. Sums over particles are returned unscaled: the caller
  * multiplies by h or alpha.
@@ -14,8 +14,16 @@
 
 #include <stdint.h>
 
-/* Sample rows per block inside a kernel call. */
+/* Sample rows per block inside a kernel call, at most (see kernels_row_block). */
 #define MF_ROW_BLOCK 128
+
+/* Sample rows per block at dimension dim: MF_ROW_BLOCK, or fewer where a
+ * block's products (rows x MF_CHUNK x dim multiply-adds each) would just
+ * exceed 10^6, the size up to which OpenBLAS runs them on its AVX-512 cores
+ * in small-matrix kernels that skip packing: the largest multiple of 8
+ * within it, if that is at least 64 rows (61 < dim <= 122). The same on
+ * every rank and machine. */
+int64_t kernels_row_block(int dim);
 
 /* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
 int64_t kernels_workspace(int64_t cm);

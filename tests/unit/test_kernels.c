@@ -97,55 +97,91 @@ static void test_tanh_accuracy(void **state)
     feenableexcept(traps);
 }
 
-static void test_forward_and_backward_match_loops(void **state)
+/* The kernels against the formulas, at dimension dim, on n samples: more
+ * than one row block. */
+static void check_against_loops(int dim, int64_t n)
 {
-    (void)state;
-    double *X = xmalloc(N * D * sizeof(double)), *P = xmalloc(N * D * sizeof(double));
-    double U[CM * D], W[CM * D], bias[CM];
+    const int64_t nd = n * dim, cd = CM * dim;
+    double *X = xmalloc((size_t)(4 * nd + 6 * cd + 2 * CM) * sizeof(double));
+    double *P = X + nd, *drift = P + nd, *dP = drift + nd, *U = dP + nd, *W = U + cd;
+    double *gu = W + cd, *gw = gu + cd, *ref_gu = gw + cd, *ref_gw = ref_gu + cd;
+    double *bias = ref_gw + cd, *gb = bias + CM, ref_gb[CM];
     double *work = xmalloc((size_t)kernels_workspace(CM) * sizeof(double));
-    double *drift = xmalloc(N * D * sizeof(double)), *dP = xmalloc(N * D * sizeof(double));
-    double gu[CM * D], gw[CM * D], gb[CM];
-    fill(X, N * D, 1);
-    fill(P, N * D, 2);
-    fill(U, CM * D, 3);
-    fill(W, CM * D, 4);
+    double *ref_drift = xmalloc(2 * (size_t)dim * sizeof(double)), *ref_dp = ref_drift + dim;
+    fill(X, nd, 1);
+    fill(P, nd, 2);
+    fill(U, cd, 3);
+    fill(W, cd, 4);
     fill(bias, CM, 5);
+    /* Pre-activations and P U^T of the same size at every dim as at D = 5, so
+     * that the finite-difference derivatives keep their accuracy. */
+    for (int64_t i = 0; i < cd; i++)
+        U[i] *= sqrt((double)D / dim), W[i] *= sqrt((double)D / dim);
     for (int act = MF_ACT_TANH; act <= MF_ACT_SOFTPLUS; act++) {
-        for (int i = 0; i < N * D; i++)
+        for (int64_t i = 0; i < nd; i++)
             drift[i] = dP[i] = 1.0; /* kernels accumulate */
-        kernels_forward(act, N, D, X, CM, U, W, bias, drift, work);
-        kernels_backward(act, N, D, X, P, CM, U, W, bias, dP, gu, gw, gb, work);
-        double ref_gu[CM * D] = {0}, ref_gw[CM * D] = {0}, ref_gb[CM] = {0};
-        for (int j = 0; j < N; j++) {
-            double ref_drift[D] = {0}, ref_dp[D] = {0};
+        kernels_forward(act, n, dim, X, CM, U, W, bias, drift, work);
+        kernels_backward(act, n, dim, X, P, CM, U, W, bias, dP, gu, gw, gb, work);
+        memset(ref_gu, 0, 2 * (size_t)cd * sizeof(double));
+        memset(ref_gb, 0, sizeof ref_gb);
+        for (int64_t j = 0; j < n; j++) {
+            memset(ref_drift, 0, 2 * (size_t)dim * sizeof(double));
             for (int m = 0; m < CM; m++) {
                 double a = bias[m], up = 0;
-                for (int k = 0; k < D; k++)
-                    a += W[m * D + k] * X[j * D + k], up += U[m * D + k] * P[j * D + k];
+                for (int k = 0; k < dim; k++)
+                    a += W[m * dim + k] * X[j * dim + k], up += U[m * dim + k] * P[j * dim + k];
                 const double eps = 1e-6;
                 double s = sigma(act, a);
                 double ds = (sigma(act, a + eps) - sigma(act, a - eps)) / (2 * eps);
-                for (int k = 0; k < D; k++) {
-                    ref_drift[k] += U[m * D + k] * s;
-                    ref_dp[k] += W[m * D + k] * ds * up;
-                    ref_gu[m * D + k] += s * P[j * D + k];
-                    ref_gw[m * D + k] += ds * up * X[j * D + k];
+                for (int k = 0; k < dim; k++) {
+                    ref_drift[k] += U[m * dim + k] * s;
+                    ref_dp[k] += W[m * dim + k] * ds * up;
+                    ref_gu[m * dim + k] += s * P[j * dim + k];
+                    ref_gw[m * dim + k] += ds * up * X[j * dim + k];
                 }
                 ref_gb[m] += ds * up;
             }
-            for (int k = 0; k < D; k++) {
-                assert_close(drift[j * D + k], 1.0 + ref_drift[k], 1e-12, 1e-12);
-                assert_close(dP[j * D + k], 1.0 + ref_dp[k], 1e-7, 1e-8);
+            for (int k = 0; k < dim; k++) {
+                assert_close(drift[j * dim + k], 1.0 + ref_drift[k], 1e-12, 1e-12);
+                assert_close(dP[j * dim + k], 1.0 + ref_dp[k], 1e-7, 1e-8);
             }
         }
-        for (int i = 0; i < CM * D; i++) {
+        for (int64_t i = 0; i < cd; i++) {
             assert_close(gu[i], ref_gu[i], 1e-12, 1e-11);
             assert_close(gw[i], ref_gw[i], 1e-7, 1e-7);
         }
         for (int m = 0; m < CM; m++)
             assert_close(gb[m], ref_gb[m], 1e-7, 1e-7);
     }
-    free(X), free(P), free(work), free(drift), free(dP);
+    free(X), free(work), free(ref_drift);
+}
+
+static void test_forward_and_backward_match_loops(void **state)
+{
+    (void)state;
+    check_against_loops(D, N);
+    /* At D = 64 the blocks are shorter (kernels.h): 120 rows and the rest. */
+    check_against_loops(64, kernels_row_block(64) + 37);
+}
+
+/* Row blocks: MF_ROW_BLOCK, except where a shorter block of 64 or more rows
+ * keeps a product within 10^6 multiply-adds. */
+static void test_row_block(void **state)
+{
+    (void)state;
+    assert_int_equal(kernels_row_block(5), MF_ROW_BLOCK);
+    assert_int_equal(kernels_row_block(61), MF_ROW_BLOCK);
+    assert_int_equal(kernels_row_block(62), 120);
+    assert_int_equal(kernels_row_block(64), 120);
+    assert_int_equal(kernels_row_block(100), 72);
+    assert_int_equal(kernels_row_block(122), 64);
+    assert_int_equal(kernels_row_block(123), MF_ROW_BLOCK);
+    assert_int_equal(kernels_row_block(1000), MF_ROW_BLOCK);
+    for (int dim = 1; dim <= 300; dim++) {
+        const int64_t rows = kernels_row_block(dim);
+        assert_true(rows % 8 == 0 && rows >= 64 && rows <= MF_ROW_BLOCK);
+        assert_true(rows == MF_ROW_BLOCK || rows * MF_CHUNK * dim <= 1000000);
+    }
 }
 
 /* Splitting the samples into two calls gives the same drift: rows are
@@ -188,6 +224,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_activation_derivatives),
     cmocka_unit_test(test_tanh_accuracy),
     cmocka_unit_test(test_forward_and_backward_match_loops),
+    cmocka_unit_test(test_row_block),
     cmocka_unit_test(test_rows_are_independent),
 };
 MPI_CMOCKA_MAIN(tests)
