@@ -138,9 +138,9 @@ def test_real_time_limit(cluster, tmp_path, seconds_per_step):
     is sized to need about 35 s, so its first start is stopped with a
     checkpoint and requeued, and a later start finishes it."""
     run = tmp_path / "job"
-    args, steps = lasting(35, seconds_per_step, 1000)
+    long, steps = lasting(35, seconds_per_step, 1000)
     job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@100", "-o",
-                         tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *args,
+                         tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *long,
                          "--out", run)
     assert cluster.wait(job, timeout=600) == ["COMPLETED"]
     log = job_log(run)
