@@ -156,9 +156,9 @@ static double pss_bytes(void)
         return -1;
     char line[256];
     double kib = -1;
-    while (kib < 0 && fgets(line, sizeof line, f))
-        if (sscanf(line, "Pss: %lf kB", &kib) != 1)
-            kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Pss: %lf kB", &kib) == 1)
+            break;
     fclose(f);
     return kib < 0 ? -1 : kib * 1024.0;
 }

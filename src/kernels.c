@@ -26,10 +26,9 @@
 
 int64_t kernels_workspace(int64_t cm) { return (2 * (int64_t)MF_ROW_BLOCK + 1) * cm; }
 
-/* OpenBLAS 0.3.21 takes DGEMMs of at most 10^6 multiply-adds to small-matrix
- * kernels on SkylakeX and newer cores; at D = 64 a 128-row block is 5% over,
- * and 120 rows made the kernels 15% faster there (64 to 73% of the DGEMM
- * peak), while AVX2 cores, without such kernels, ran as before. */
+/* Measured (README, Performance): at D = 64 a 128-row block is 5% over the
+ * limit, and 120 rows made the kernels 15% faster on AVX-512 cores (64 to
+ * 73% of the DGEMM peak); AVX2 cores, without such kernels, ran as before. */
 int64_t kernels_row_block(int dim)
 {
     const int64_t fit = 1000000 / ((int64_t)MF_CHUNK * dim) / 8 * 8;
