@@ -10,7 +10,8 @@
 #ifndef MFRES_STOP_H
 #define MFRES_STOP_H
 
-/* Install the handlers. Not collective. */
+/* Install the handlers. Not collective; `train` calls it first thing, even
+ * before MPI_Init, so that no signal during start-up is fatal. */
 void stop_install(void);
 
 /* The first signal received, or 0. Not collective. */

@@ -288,7 +288,6 @@ static int cmd_train(int argc, char **argv, MPI_Comm comm)
         log_info("the run is already complete at step %lld", (long long)hdr.step);
         status = EXIT_OK;
     } else {
-        stop_install();
         status = train_run(&run, NULL);
         timer_report(stdout, comm);
     }
@@ -395,6 +394,11 @@ static int cmd_eval(int argc, char **argv, MPI_Comm comm)
 
 int main(int argc, char **argv)
 {
+    /* Before anything else, so that a signal during start-up (MPI_Init, a
+     * long checkpoint read) stops the run after its first step instead of
+     * killing it. */
+    if (argc > 1 && !strcmp(argv[1], "train"))
+        stop_install();
     MPI_Comm comm = comm_init(&argc, &argv);
     log_set_rank(comm_rank(comm));
     int status = EXIT_OK;
