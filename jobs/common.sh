@@ -6,10 +6,6 @@
 #                       else mfres on PATH)
 #   MFRES_LAUNCHER      srun (default; srun --mpi=pmix) or mpirun
 #   MFRES_MAX_RESTARTS  requeues allowed after a clean stop (default 20)
-#   MFRES_IGNORE_SIGNALS_S  signals in the first seconds of a start are logged
-#                       and ignored (default 5): Slurm 22.05 can deliver the
-#                       previous start's time-limit warning to a requeued job
-#                       just after it starts, which would stop it at once
 
 if [ -z "${MFRES:-}" ]; then
     MFRES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/mfres"
@@ -21,7 +17,7 @@ if [ -z "$MFRES" ] || [ ! -x "$MFRES" ]; then
 fi
 MFRES_LAUNCHER=${MFRES_LAUNCHER:-srun}
 MFRES_MAX_RESTARTS=${MFRES_MAX_RESTARTS:-20}
-MFRES_IGNORE_SIGNALS_S=${MFRES_IGNORE_SIGNALS_S:-5}
+MFRES_LAUNCH_S=2 # how long a launcher may take to start the ranks on one node
 export OPENBLAS_NUM_THREADS=1 # one rank per core
 
 # The run directory that `mfres train ARGS` would use. Checks the
@@ -32,13 +28,10 @@ mfres_run_dir() {
     sed -n 's/^dir = //p' <<< "$resolved"
 }
 
-# The trap of a running start: ask mfres (through the launcher) to stop.
+# The trap while mfres runs: ask it (through the launcher) to stop.
 mfres_forward() {
-    if [ "$SECONDS" -lt "$MFRES_IGNORE_SIGNALS_S" ]; then
-        echo "mfres job: ignoring a signal ${SECONDS} s into this start (a late time-limit warning)"
-        return
-    fi
-    echo "mfres job: signal received; asking mfres to checkpoint and stop"
+    echo "mfres job: signal received ${1:-$SECONDS s into this start}; asking mfres to" \
+         "checkpoint and stop"
     kill -USR1 "$child" 2>/dev/null
 }
 
@@ -47,7 +40,11 @@ mfres_forward() {
 # SIGTERM to this script (Slurm's --signal=B:USR1@T, scancel --signal,
 # preemption) is forwarded as SIGUSR1, which mfres answers with a checkpoint
 # and exit 3; the job is then requeued, at most MFRES_MAX_RESTARTS times, and
-# the next start continues from that checkpoint. Exits with mfres's status.
+# the next start continues from that checkpoint. No signal is lost: one that
+# comes before mfres is launched (the scripts' first command traps it into
+# mfres_signalled) or in the first MFRES_LAUNCH_S seconds after is forwarded
+# then; mfres handles it from its first instruction, stopping after one step.
+# Exits with mfres's status.
 mfres_train() {
     local dir restarts=${SLURM_RESTART_COUNT:-0} rc launch
     dir=$(mfres_run_dir "$@") || exit 2
@@ -60,9 +57,14 @@ mfres_train() {
     esac
     echo "mfres job ${SLURM_JOB_ID:-(no job)}: start $((restarts + 1)) on $(hostname)," \
          "${SLURM_NTASKS:-?} tasks, launcher $MFRES_LAUNCHER, run directory $dir"
+    trap 'mfres_signalled=1' USR1 TERM
     "${launch[@]}" "$MFRES" train "$@" --restart auto &
     child=$!
-    trap 'mfres_forward' USR1 TERM
+    # A signal from before the launch, or from its first seconds, is held:
+    # the launcher may not have started the ranks yet.
+    sleep "$MFRES_LAUNCH_S"
+    trap mfres_forward USR1 TERM
+    [ "${mfres_signalled:-0}" = 0 ] || mfres_forward "while mfres started"
     # wait returns early when a trapped signal arrives: wait again until the
     # launcher has really exited.
     while :; do

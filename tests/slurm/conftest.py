@@ -49,6 +49,9 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
+# A requeued job may start after cred_expire, at the next pass of the main
+# scheduler: every 2 s here, not 60 s.
+SchedulerParameters=sched_interval=2
 MpiDefault=none
 ReturnToService=2
 JobRequeue=1

@@ -76,12 +76,6 @@ def wait_for_rows(run, rows, timeout=120):
     raise AssertionError(f"{run} made no progress")
 
 
-def signal_window_passed():
-    """The job scripts ignore signals in the first MFRES_IGNORE_SIGNALS_S = 5 s
-    of a start (see jobs/common.sh); a run that logs rows is past 1 s."""
-    time.sleep(5)
-
-
 def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *SMALL, "--out", tmp_path / "job")
@@ -103,7 +97,6 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run, env={"MFRES_LAUNCHER": launcher})
     wait_for_rows(run, 2)
-    signal_window_passed()
     cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
@@ -123,7 +116,6 @@ def test_scontrol_requeue_mid_run(cluster, tmp_path, seconds_per_step):
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run)
     wait_for_rows(run, 2)
-    signal_window_passed()
     cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
@@ -133,19 +125,42 @@ def test_scontrol_requeue_mid_run(cluster, tmp_path, seconds_per_step):
 
 
 def test_real_time_limit(cluster, tmp_path, seconds_per_step):
-    """A real time limit and Slurm's own early signal: with --time=2 and
-    --signal=B:USR1@100 the warning comes at most 20 s into a start; the run
-    is sized to need about 35 s, so its first start is stopped with a
-    checkpoint and requeued, and a later start finishes it."""
+    """A real time limit and Slurm's own early signal. slurmctld checks time
+    limits every 30 s and sends the --signal warning at the first check less
+    than T + 30 s before the limit: with --time=2 and B:USR1@60, 30 to 60 s
+    into every start. The run needs about 80 s, so its first start is
+    stopped with a checkpoint and requeued, and a later one finishes it."""
     run = tmp_path / "job"
-    long, steps = lasting(35, seconds_per_step, 1000)
-    job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@100", "-o",
+    long, steps = lasting(80, seconds_per_step, 1000)
+    job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@60", "-o",
                          tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *long,
                          "--out", run)
     assert cluster.wait(job, timeout=600) == ["COMPLETED"]
     log = job_log(run)
     assert int(cluster.info(job)["Restarts"]) >= 1
     assert "stopped at step" in log and "restarting from" in log
+    assert "exited with status 0" in log and metrics(run)["step"][-1] == steps
+
+
+def test_a_signal_before_mfres_starts_is_kept(cluster, tmp_path, seconds_per_step):
+    """A signal as soon as the batch script has begun, before or just after
+    it launches mfres, is held and forwarded once the ranks have started: the
+    run still stops with a checkpoint and requeues, instead of the signal
+    being lost or killing ranks that cannot yet handle it."""
+    run = tmp_path / "job"
+    long, steps = lasting(8, seconds_per_step, 500)
+    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
+                         *long, "--out", run)
+    end = time.time() + 120
+    while not os.path.exists(run / "job.log"):
+        assert time.time() < end, "the job did not start"
+        time.sleep(0.02)
+    cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
+    assert cluster.wait(job) == ["COMPLETED"]
+    log = job_log(run)
+    assert "signal received while mfres started" in log, log
+    assert "stopped at step" in log and "restarting from" in log
+    assert cluster.info(job)["Restarts"] == "1"
     assert "exited with status 0" in log and metrics(run)["step"][-1] == steps
 
 
