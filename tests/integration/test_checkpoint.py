@@ -197,6 +197,16 @@ def handles(pid, sig):
     return bool(int(mask, 16) >> (sig - 1) & 1)
 
 
+def wait_for_handlers(run, proc, timeout=60):
+    """The pids of the run's 2 ranks, as soon as both handle SIGTERM."""
+    end = time.time() + timeout
+    while True:
+        pids = rank_pids(run)
+        if len(pids) == 2 and all(handles(p, signal.SIGTERM) for p in pids):
+            return pids
+        assert time.time() < end and proc.poll() is None, "the ranks did not start"
+
+
 @pytest.mark.parametrize("how", ["SIGTERM to one rank", "SIGUSR1 to mpirun",
                                  "SIGTERM during start-up"])
 def test_signal_checkpoints_and_exits_3(tmp_path, small_config, how):
@@ -211,10 +221,7 @@ def test_signal_checkpoints_and_exits_3(tmp_path, small_config, how):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV)
     if how.endswith("start-up"):
-        end = time.time() + 60
-        while not ((pids := rank_pids(run)) and len(pids) == 2 and
-                   all(handles(p, signal.SIGTERM) for p in pids)):
-            assert time.time() < end and proc.poll() is None, "the ranks did not start"
+        pids = wait_for_handlers(run, proc)
         assert not os.path.exists(run / "metrics.tsv"), "start-up was over before the signal"
         os.kill(pids[0], signal.SIGTERM)
     elif how.startswith("SIGTERM"):

@@ -66,14 +66,14 @@ def job_log(run):
     return open(os.path.join(run, "job.log")).read()
 
 
-def wait_for_rows(run, rows, timeout=120):
-    path = os.path.join(run, "metrics.tsv")
+def wait_for_lines(path, lines, timeout=120):
+    """Until the file has more than `lines` lines."""
     end = time.time() + timeout
     while time.time() < end:
-        if os.path.exists(path) and len(open(path).readlines()) > rows:
+        if os.path.exists(path) and len(open(path).readlines()) > lines:
             return
         time.sleep(0.1)
-    raise AssertionError(f"{run} made no progress")
+    raise AssertionError(f"{path} did not grow past {lines} lines")
 
 
 def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
@@ -96,7 +96,7 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     long, steps = lasting(12, seconds_per_step, 500)
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run, env={"MFRES_LAUNCHER": launcher})
-    wait_for_rows(run, 2)
+    wait_for_lines(run / "metrics.tsv", 2)
     cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
@@ -115,7 +115,7 @@ def test_scontrol_requeue_mid_run(cluster, tmp_path, seconds_per_step):
     long, steps = lasting(12, seconds_per_step, 500)
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run)
-    wait_for_rows(run, 2)
+    wait_for_lines(run / "metrics.tsv", 2)
     cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
@@ -151,10 +151,7 @@ def test_a_signal_before_mfres_starts_is_kept(cluster, tmp_path, seconds_per_ste
     long, steps = lasting(8, seconds_per_step, 500)
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run)
-    end = time.time() + 120
-    while not os.path.exists(run / "job.log"):
-        assert time.time() < end, "the job did not start"
-        time.sleep(0.02)
+    wait_for_lines(run / "job.log", 0)  # the script's first line, just before the launch
     cluster.run(["scancel", "--signal=USR1", "--batch", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(run)
