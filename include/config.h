@@ -45,6 +45,7 @@ struct mf_config {
         int kind;             /* enum mf_data_kind */
         int64_t samples;      /* training samples; 0 (file only) = all rows not used for test */
         int64_t test_samples; /* held-out samples */
+        int64_t probes;       /* the first test samples whose outputs are recorded */
         int64_t input_dim;    /* d_in; 0 = the kind's default (file: from the file) */
         int64_t output_dim;   /* d_out; 0 = the kind's default (file: from the file) */
         double noise;         /* std of Gaussian noise added to targets / points */

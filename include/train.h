@@ -4,7 +4,8 @@
  *
  * Row k of the metrics reports the state after k updates: the full training
  * set's loss, the test loss and accuracy, the RMS mean-field velocity of the
- * batch gradient at that state, and the shallow gap.
+ * batch gradient at that state, and the shallow gap; the network's outputs
+ * on the probe inputs go with it into outputs.h5 and the checkpoints.
  */
 #ifndef MFRES_TRAIN_H
 #define MFRES_TRAIN_H
@@ -38,14 +39,20 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
 /* The layer order of step k: identity or a permutation keyed by (seed, k). */
 void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order);
 
-/* The observables rows of a run so far, in step order. */
+/* The observables rows of a run so far, in step order, with the network's
+ * outputs on the probe inputs at each of them. */
 struct mf_history {
     int64_t count;               /* rows */
     int64_t capacity;            /* allocated rows */
     struct mf_observables *rows; /* [count] */
+    int64_t out_size;            /* outputs per row: data.probes x d_out (0: none) */
+    double *outputs;             /* [count][out_size] */
 };
 
-void train_history_append(struct mf_history *h, const struct mf_observables *row);
+/* Append a row and its out_size probe outputs (out may be NULL when
+ * out_size is 0). */
+void train_history_append(struct mf_history *h, const struct mf_observables *row,
+                          const double *out);
 void train_history_free(struct mf_history *h);
 
 /* One training run. */
@@ -60,8 +67,8 @@ struct mf_run {
 };
 
 /* Train from the model's current particles (after run->start updates) to
- * cfg->train.steps. With a run directory: writes metrics.tsv (rows of the
- * history before start first), snapshots and checkpoints (one at the end
+ * cfg->train.steps. With a run directory: writes metrics.tsv and outputs.h5
+ * (rows of the history before start first), snapshots and checkpoints (one at the end
  * always), and stops cleanly on a signal or before max_time. Progress goes
  * to stdout. final receives the last row (may be NULL). Returns the exit
  * status: 0 finished, 3 stopped with a checkpoint written, 4 diverged.

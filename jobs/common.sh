@@ -87,3 +87,71 @@ mfres_train() {
     echo "mfres job: mfres exited with status $rc"
     exit "$rc"
 }
+
+# ---- ensemble studies (study.sh, study.sbatch) ----
+#
+#   MFRES_STUDY_WIDTHS     widths M, e.g. "64 256 1048576:4" (default: the
+#                          configuration's model.width); M:S gives that width S seeds
+#   MFRES_STUDY_DEPTHS     depths L, e.g. "2 4 8:4" (default: model.layers)
+#   MFRES_STUDY_PARTICLES  instead of widths: M = PARTICLES / L at every depth
+#   MFRES_STUDY_SEEDS      independent seeds per grid point (default 8)
+#   MFRES_STUDY_COUPLED    1: the coupled protocol (init.seed = s at every grid
+#                          point, so runs of one seed share their first
+#                          particles); default 0: uncoupled, every run its own
+#                          init.seed = s + 1000 (L + 100000 M)
+
+# A positive integer, optionally ":S" with S >= 1 seeds; dies otherwise.
+mfres_study_entry() {
+    [[ $2 =~ ^[1-9][0-9]*(:[1-9][0-9]*)?$ ]] && return
+    echo "mfres study: $1 entry '$2' is not N or N:SEEDS (positive integers)" >&2
+    exit 2
+}
+
+# mfres_study_grid LAYERS WIDTH: the runs of the study, one "L M s" line each
+# (s = 1..seeds), the most particles first so that the longest runs start
+# first.
+mfres_study_grid() {
+    local L M S e d w seeds=${MFRES_STUDY_SEEDS:-8}
+    [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "mfres study: MFRES_STUDY_SEEDS='$seeds' is not a positive integer" >&2; exit 2; }
+    local depths=${MFRES_STUDY_DEPTHS:-$1} widths=${MFRES_STUDY_WIDTHS:-$2}
+    for d in $depths; do
+        mfres_study_entry MFRES_STUDY_DEPTHS "$d"
+        L=${d%%:*}
+        if [ -n "${MFRES_STUDY_PARTICLES:-}" ]; then
+            mfres_study_entry MFRES_STUDY_PARTICLES "$MFRES_STUDY_PARTICLES"
+            if (( MFRES_STUDY_PARTICLES % L )); then
+                echo "mfres study: MFRES_STUDY_PARTICLES = $MFRES_STUDY_PARTICLES is not a" \
+                     "multiple of the depth $L" >&2
+                exit 2
+            fi
+            w=$((MFRES_STUDY_PARTICLES / L))
+            [[ $d == *:* ]] && w="$w:${d#*:}"
+            set -- "$w"
+        else
+            set -- $widths
+        fi
+        for e in "$@"; do
+            mfres_study_entry MFRES_STUDY_WIDTHS "$e"
+            M=${e%%:*}
+            S=$seeds
+            [[ $e == *:* ]] && S=${e#*:}
+            [[ $d == *:* ]] && S=${d#*:}
+            for ((s = 1; s <= S; s++)); do echo "$((L * M)) $L $M $s"; done
+        done
+    done | sort -k1,1nr -k2,2n -k4,4n | uniq | cut -d' ' -f2-
+}
+
+# mfres_study_args OUT L M s: the `mfres train` options of one run of a study.
+mfres_study_args() {
+    local seed=$4
+    [ "${MFRES_STUDY_COUPLED:-0}" = 1 ] || seed=$(($4 + 1000 * ($2 + 100000 * $3)))
+    printf -- '--set\nmodel.layers=%s\n--set\nmodel.width=%s\n--set\ninit.seed=%s\n' "$2" "$3" "$seed"
+    printf -- '--set\ntrain.seed=%s\n--out\n%s/L%04d-M%08d/s%03d\n' "$seed" "$1" "$2" "$3" "$4"
+}
+
+# mfres_config_value KEY ARGS: one key of the resolved configuration.
+mfres_config_value() {
+    local key=$1
+    shift
+    "$MFRES" config "$@" | sed -n "s/^$key = //p"
+}

@@ -67,6 +67,7 @@ struct writer {
     hid_t file;
     hid_t dxpl; /* collective transfers */
     int root;   /* this rank writes the small datasets */
+    int64_t d_out; /* outputs per probe */
 };
 
 /* Abort the job when an HDF5 call failed. */
@@ -276,6 +277,14 @@ static void write_observables(struct writer *w, const struct mf_history *h)
         small_dataset(w, o, "value", H5T_NATIVE_DOUBLE, 1, &n, values);
         H5Gclose(o);
     }
+    if (h->out_size > 0) { /* the outputs on the probes: value [T][probes][d_out] */
+        const hsize_t d_out = (hsize_t)w->d_out, dims[3] = {n, (hsize_t)h->out_size / d_out, d_out};
+        hid_t o = new_group(w, g, "output");
+        small_dataset(w, o, "step", H5T_NATIVE_INT64, 1, &n, steps);
+        small_dataset(w, o, "time", H5T_NATIVE_DOUBLE, 1, &n, times);
+        small_dataset(w, o, "value", H5T_NATIVE_DOUBLE, 3, dims, h->outputs);
+        H5Gclose(o);
+    }
     free(steps), free(times), free(values);
     H5Gclose(g);
 }
@@ -424,7 +433,7 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = 0;
 
-    struct writer w = {.path = path, .root = comm_rank(comm) == 0};
+    struct writer w = {.path = path, .root = comm_rank(comm) == 0, .d_out = m->d_out};
     int ok = 1;
     if (w.root && mkdir(dir, 0777) != 0 && errno != EEXIST)
         ok = 0;
@@ -654,6 +663,12 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
                 goto out;
         }
     }
+    if (c->data.probes > 0) {
+        const hsize_t out[3] = {rows[0], (hsize_t)c->data.probes, (hsize_t)c->data.output_dim};
+        if (expect_dims(file, path, "observables/output/value", 3, out, err, errlen) ||
+            expect_dims(file, path, "observables/output/step", 1, rows, err, errlen))
+            goto out;
+    }
     if (hdr->kind == CHECKPOINT_FULL) {
         const int labels = c->train.loss == MF_LOSS_CROSS_ENTROPY;
         const hsize_t n[2] = {(hsize_t)c->data.samples, (hsize_t)c->data.test_samples};
@@ -745,13 +760,22 @@ static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, cons
         H5Dclose(d);
         read_all(file, "observables/loss/time", dxpl, times, path);
     }
+    hsize_t odims[3] = {0, 0, 0};
+    double *outputs = NULL;
+    if (H5Lexists(file, "observables/output", H5P_DEFAULT) > 0 &&
+        dataset_dims(file, "observables/output/value", odims) == 3) {
+        outputs = xcalloc(odims[0] * odims[1] * odims[2] + 1, sizeof *outputs);
+        if (n)
+            read_all(file, "observables/output/value", dxpl, outputs, path);
+    }
     h->count = 0;
+    h->out_size = (int64_t)(odims[1] * odims[2]);
     for (hsize_t i = 0; i < n; i++) {
         rows[i].step = steps[i];
         rows[i].time = times[i];
-        train_history_append(h, &rows[i]);
+        train_history_append(h, &rows[i], outputs ? outputs + i * h->out_size : NULL);
     }
-    free(steps), free(times), free(values), free(rows);
+    free(steps), free(times), free(values), free(rows), free(outputs);
 }
 
 void checkpoint_read_history(const char *path, struct mf_history *history)

@@ -61,6 +61,9 @@ static const struct key keys[] = {
     CHOICE(data, kind, "teacher", data_kind_names, "teacher, sine, spirals or file"),
     INT(data, samples, "256", 0, "training samples; 0 (file only) = all rows left after test"),
     INT(data, test_samples, "256", 0, "held-out test samples"),
+    INT(data, probes, "64", 0,
+        "probe inputs: the first probes test samples (at most test_samples), whose outputs "
+        "are recorded at every log row in outputs.h5"),
     INT(data, input_dim, "0", 0, "d_in; 0 = teacher 4, sine 1, spirals 2, file from the file"),
     INT(data, output_dim, "0", 0, "d_out; 0 = teacher 1, sine 1, spirals 2, file from the file"),
     REAL(data, noise, "0", 0, 0, "std of Gaussian noise on targets (spirals: on points)"),
@@ -373,6 +376,8 @@ int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char
         return fail(err, errlen, "model.layers x model.width = %lld x %lld is too many particles",
                     (long long)cfg->model.layers, (long long)cfg->model.width),
                -1;
+    if (cfg->data.probes > cfg->data.test_samples)
+        cfg->data.probes = cfg->data.test_samples;
     if (cfg->train.batch > cfg->data.samples)
         return fail(err, errlen, "train.batch = %lld is larger than data.samples = %lld",
                     (long long)cfg->train.batch, (long long)cfg->data.samples),

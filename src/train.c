@@ -28,6 +28,7 @@
 #include "data.h"
 #include "log.h"
 #include "model.h"
+#include "outputs.h"
 #include "rng.h"
 #include "share.h"
 #include "stop.h"
@@ -89,6 +90,8 @@ struct train_workspace {
     int64_t *order; /* [L] layer order */
     int64_t ne;     /* rows of the evaluation buffers: max(n_train, n_test) */
     double *E0, *E, *Es, *Edrift; /* [ne][D] input, ResNet state, shallow output, scratch */
+    int64_t probes;               /* the first test samples, whose outputs are kept */
+    double *probe_out;            /* [probes][d_out] outputs at the last observation */
 };
 
 static void workspace_alloc(struct train_workspace *w, const struct mf_config *cfg,
@@ -113,12 +116,14 @@ static void workspace_alloc(struct train_workspace *w, const struct mf_config *c
     w->E = xmalloc((size_t)(w->ne * D) * sizeof(double));
     w->Es = xmalloc((size_t)(w->ne * D) * sizeof(double));
     w->Edrift = xmalloc((size_t)(w->ne * D) * sizeof(double));
+    w->probes = cfg->data.probes < ds->test.n ? cfg->data.probes : ds->test.n;
+    w->probe_out = xcalloc((size_t)(w->probes * ds->d_out) + 1, sizeof(double));
 }
 
 static void workspace_free(struct train_workspace *w)
 {
     void *all[] = {w->X, w->drift, w->pL, w->P, w->dP, w->y, w->idx,
-                   w->perm, w->order, w->E0, w->E, w->Es, w->Edrift};
+                   w->perm, w->order, w->E0, w->E, w->Es, w->Edrift, w->probe_out};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         free(all[i]);
 }
@@ -214,6 +219,12 @@ static void observe(const struct mf_config *cfg, const struct mf_dataset *ds, st
         o->test_loss = evaluate(m, &ds->test, w, NULL, &correct);
         if (cfg->train.loss == MF_LOSS_CROSS_ENTROPY)
             o->test_accuracy = (double)correct / (double)ds->test.n;
+        /* The probes are the first test samples: their outputs are the first
+         * rows of the pass just made. */
+        const double *XL = m->architecture == MF_ARCH_SHALLOW ? w->Es : w->E;
+        const int64_t D = cfg->model.dim;
+        for (int64_t j = 0; j < w->probes; j++)
+            memcpy(w->probe_out + j * m->d_out, XL + j * D, (size_t)m->d_out * sizeof(double));
     }
     timer_stop(TIMER_EVAL);
 }
@@ -249,21 +260,27 @@ void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, st
     workspace_free(&w);
 }
 
-void train_history_append(struct mf_history *h, const struct mf_observables *row)
+void train_history_append(struct mf_history *h, const struct mf_observables *row,
+                          const double *out)
 {
     if (h->count == h->capacity) {
         h->capacity = h->capacity ? 2 * h->capacity : 64;
         struct mf_observables *rows = realloc(h->rows, (size_t)h->capacity * sizeof *rows);
-        if (!rows)
+        double *outputs = realloc(h->outputs, (size_t)(h->capacity * h->out_size + 1) * 8);
+        if (!rows || !outputs)
             log_fatal("out of memory for %lld observables rows", (long long)h->capacity);
         h->rows = rows;
+        h->outputs = outputs;
     }
+    if (h->out_size)
+        memcpy(h->outputs + h->count * h->out_size, out, (size_t)h->out_size * sizeof *out);
     h->rows[h->count++] = *row;
 }
 
 void train_history_free(struct mf_history *h)
 {
     free(h->rows);
+    free(h->outputs);
     memset(h, 0, sizeof *h);
 }
 
@@ -360,14 +377,22 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     const int root = comm_rank(m->comm) == 0;
     struct train_workspace w;
     FILE *metrics = NULL;
+    struct mf_outputs *outputs = NULL;
     int status = 0;
 
     /* Rows at or after the restart step are recomputed below. */
     while (run->history.count > 0 && run->history.rows[run->history.count - 1].step >= run->start)
         run->history.count--;
     workspace_alloc(&w, cfg, ds);
-    if (root && run->dir)
+    if (run->history.count == 0)
+        run->history.out_size = w.probes * m->d_out;
+    if (run->history.out_size != w.probes * m->d_out)
+        log_fatal("the history holds %lld outputs per row, not %lld probes x %lld",
+                  (long long)run->history.out_size, (long long)w.probes, (long long)m->d_out);
+    if (root && run->dir) {
         metrics = open_metrics(run);
+        outputs = outputs_open(run->dir, cfg, ds, &run->history);
+    }
     if (run->dir && snap_every && run->start == 0)
         save(run, CHECKPOINT_SNAPSHOT, 0);
 
@@ -430,9 +455,11 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             timer_start(TIMER_OUTPUT);
             o.grad_norm = sqrt(vv / n_particles);
             o.seconds_per_step = steps_since_row ? step_seconds / (double)steps_since_row : 0.0;
-            train_history_append(&run->history, &o);
+            train_history_append(&run->history, &o, w.probe_out);
             if (metrics)
                 write_row(metrics, &o);
+            if (outputs)
+                outputs_append(outputs, &o, w.probe_out);
             if (root)
                 progress(&o, steps, comm_wtime() - t_start);
             step_seconds = 0;
@@ -461,6 +488,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     }
     if (metrics)
         fclose(metrics);
+    outputs_close(outputs);
     if (final)
         *final = o;
     workspace_free(&w);

@@ -1,0 +1,85 @@
+#!/bin/bash
+# study.sh: an ensemble study, a grid of runs over widths and/or depths, each
+# with several independent seeds, then its analysis.
+#
+#   jobs/study.sh CONFIG.ini [mfres train options...]            here, with mpirun
+#   jobs/study.sh --submit CONFIG.ini [mfres train options...]   as Slurm jobs
+#   e.g. MFRES_STUDY_WIDTHS="64 256 1024 4096" MFRES_STUDY_SEEDS=8 \
+#            jobs/study.sh jobs/configs/width-study.ini --out runs/width
+#
+# Run s of grid point (L, M) goes to OUT/L%04d-M%08d/s%03d, OUT being the
+# configured output.dir; everything but model.layers, model.width,
+# init.seed and train.seed is the same for every run (the data and the
+# teacher too). The grid and the seeds come from the environment (see the
+# end of jobs/common.sh): MFRES_STUDY_WIDTHS, MFRES_STUDY_DEPTHS,
+# MFRES_STUDY_PARTICLES, MFRES_STUDY_SEEDS, MFRES_STUDY_COUPLED.
+#
+# Here: the runs one after the other, the most particles first, each with
+# `mpirun -n MFRES_STUDY_RANKS` (default 2) and --restart auto: a finished
+# run (its final checkpoint exists) is skipped, an interrupted one continues
+# from its checkpoint, so the command can simply be run again. Then
+# analysis/scaling.py (width, or depth when several depths are given) writes
+# OUT/analysis/: summary.json, figures and the table.
+#
+# --submit: one Slurm array job over the grid (jobs/study.sbatch, at most
+# MFRES_STUDY_THROTTLE = 8 tasks at a time; tasks restart and requeue like
+# train.sbatch) and an analysis job that starts when every task has
+# succeeded (afterok). sbatch reads its other options from the environment,
+# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT; the task size is
+# study.sbatch's (--ntasks=2), or pass MFRES_STUDY_SBATCH="-n 32 -t 4:00:00".
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/common.sh"
+
+submit=0
+if [ "${1:-}" = --submit ]; then
+    submit=1
+    shift
+fi
+[ $# -ge 1 ] || { sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
+
+out=$(mfres_config_value dir "$@") && [ -n "$out" ] || exit 2
+layers=$(mfres_config_value layers "$@")
+width=$(mfres_config_value width "$@")
+steps=$(mfres_config_value steps "$@")
+grid=$(mfres_study_grid "$layers" "$width") || exit 2
+runs=$(wc -l <<< "$grid")
+kind=width
+[ "$(cut -d' ' -f1 <<< "$grid" | sort -u | wc -l)" -gt 1 ] && kind=depth
+PYTHON=${PYTHON:-/usr/bin/python3}
+[ -x "$PYTHON" ] || PYTHON=python3
+analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/analysis")
+
+mkdir -p "$out" || exit 1
+echo "mfres study: $runs runs into $out (protocol:" \
+     "$([ "${MFRES_STUDY_COUPLED:-0}" = 1 ] && echo coupled || echo uncoupled))"
+if [ "$submit" = 1 ]; then
+    job=$(sbatch --parsable --array="0-$((runs - 1))%${MFRES_STUDY_THROTTLE:-8}" \
+              --output="$out/slurm-%A_%a.out" ${MFRES_STUDY_SBATCH:-} \
+              "$here/study.sbatch" "$@") || exit 1
+    job=${job%%;*}
+    after=$(sbatch --parsable --dependency="afterok:$job" --ntasks=1 --job-name=mfres-analysis \
+                --output="$out/analysis-%j.out" --wrap "$(printf '%q ' "${analysis[@]}")") || exit 1
+    echo "mfres study: array job $job ($runs tasks), analysis job ${after%%;*}"
+    exit 0
+fi
+
+launcher=(mpirun -n "${MFRES_STUDY_RANKS:-2}")
+while read -r L M s; do
+    mapfile -t set < <(mfres_study_args "$out" "$L" "$M" "$s")
+    dir=${set[-1]}
+    if [ -e "$dir/checkpoints/ckpt-$(printf %08d "$steps").h5" ]; then
+        echo "mfres study: $dir finished; skipped"
+        continue
+    fi
+    mkdir -p "$dir" || exit 1
+    echo "mfres study: L = $L, M = $M, seed $s -> $dir"
+    "${launcher[@]}" "$MFRES" train "$@" "${set[@]}" --restart auto >> "$dir/job.log" 2>&1
+    rc=$?
+    if [ $rc -ne 0 ]; then
+        echo "mfres study: $dir: mfres exited with status $rc (see $dir/job.log); run" \
+             "this command again to continue" >&2
+        exit $rc
+    fi
+done <<< "$grid"
+"${analysis[@]}"
