@@ -1,4 +1,4 @@
-"""Reading mfres output: run directories, checkpoints and snapshots.
+"""Reading mfres output: run directories, outputs.h5, checkpoints and snapshots.
 
 Every analysis script goes through this module, so HDF5 paths and the
 layout check live in one place. A file is accepted only if it is a complete
@@ -6,6 +6,7 @@ mfres file in the H5MD 1.1 layout that mfres writes.
 
     run = load_run("runs/width/M00000064")
     run.metrics["loss"], run.config["model"]["width"], run.measures()[-1].u
+    run.outputs()["output"]        # [T][probes][d_out], from outputs.h5
 """
 import configparser
 import glob
@@ -62,8 +63,29 @@ def check_layout(f, path):
         raise ValueError(f"{path}: incomplete file")
 
 
+def read_outputs(path):
+    """outputs.h5 of a run: {"step", "time", "loss", "test_loss",
+    "test_accuracy": [T], "output": [T][P][d_out], "probes_x": [P][d_in],
+    "config": resolved INI text}. ValueError for anything else."""
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs.get("creator") != b"mfres":
+                raise ValueError(f"{path}: not an mfres outputs file")
+            out = {k: f[k][()] for k in ("step", "time", "loss", "test_loss", "test_accuracy")}
+            n = len(out["step"])
+            out["output"] = f["output"][()] if "output" in f else np.zeros((n, 0, 0))
+            out["probes_x"] = f["probes/x"][()]
+            out["config"] = f.attrs["config"].decode()
+    except (OSError, KeyError) as e:
+        raise ValueError(f"{path}: cannot read ({e})") from None
+    if any(len(v) != n for k, v in out.items() if k not in ("probes_x", "config")):
+        raise ValueError(f"{path}: series of different lengths (written while read?)")
+    return out
+
+
 class Run:
-    """A run directory: config.ini, metrics.tsv, snapshots/ and checkpoints/."""
+    """A run directory: config.ini, metrics.tsv, outputs.h5, snapshots/ and
+    checkpoints/."""
 
     def __init__(self, path):
         self.path = path
@@ -71,6 +93,7 @@ class Run:
             raise ValueError(f"{path}: not an mfres run directory (no metrics.tsv)")
         self.config = configparser.ConfigParser(inline_comment_prefixes=(";",))
         self.config.read(os.path.join(path, "config.ini"))
+        self._outputs = None
         with open(os.path.join(path, "metrics.tsv")) as f:
             header = f.readline().rstrip("\n").split("\t")
             rows = np.array([[float(v) for v in line.split("\t")] for line in f], ndmin=2)
@@ -90,6 +113,20 @@ class Run:
             except ValueError:
                 pass
         return text
+
+    def outputs(self):
+        """The run's outputs.h5 (see read_outputs), read once."""
+        if self._outputs is None:
+            self._outputs = read_outputs(os.path.join(self.path, "outputs.h5"))
+        return self._outputs
+
+    def steps_done(self):
+        """The last logged step (0 when none)."""
+        return int(self.metrics["step"][-1]) if len(self.metrics.get("step", [])) else 0
+
+    @property
+    def finished(self):
+        return self.steps_done() == self.value("train.steps")
 
     def files(self, kind="snapshots"):
         prefix = "snap" if kind == "snapshots" else "ckpt"
@@ -112,15 +149,26 @@ def load_run(path):
     return Run(path)
 
 
-def load_runs(paths):
-    """Run directories from a list of paths (directories, or parents of them)."""
-    runs = []
+def find_run_dirs(paths):
+    """Run directories (those holding a config.ini) among paths and below
+    them, at any depth, sorted."""
+    found = []
     for p in paths:
-        if os.path.exists(os.path.join(p, "metrics.tsv")):
-            runs.append(Run(p))
-        else:
-            runs.extend(Run(os.path.dirname(m)) for m in sorted(
-                glob.glob(os.path.join(p, "*", "metrics.tsv"))))
+        if not os.path.isdir(p):
+            raise ValueError(f"{p}: no such directory")
+        for root, dirs, files in os.walk(p):
+            if "config.ini" in files:
+                found.append(root)
+                dirs.clear()  # nothing of interest inside a run
+            dirs.sort()
+    return sorted(set(found))
+
+
+def load_runs(paths):
+    """Run directories from a list of paths (directories, or folders holding
+    them at any depth)."""
+    runs = [Run(p) for p in find_run_dirs(paths)
+            if os.path.exists(os.path.join(p, "metrics.tsv"))]
     if not runs:
         raise ValueError(f"no run directories in {paths}")
     return runs

@@ -1,163 +1,563 @@
-"""Width- and depth-scaling studies: how far each run is from the largest one.
+#!/usr/bin/python3
+"""Width and depth scaling of an ensemble of mfres runs: how the network's
+function and loss fluctuate over independent seeds, and what they tend to.
 
-For runs that differ only in one key (model.width or model.layers):
-  - the loss curve distance: sup over the common logged times of
-    |loss(t) - loss_ref(t)|, the reference being the largest run;
-  - the final measure distance: the Wasserstein-2 distance between each
-    layer's particles (u, w, b) and the reference's layer at the same
-    relative depth, averaged over layers; exact (POT's network simplex) when
-    the cost matrix is small enough, else sliced;
-  - a least-squares fit of log(distance) against log(key): the exponent and
-    its standard error. Mean-field theory predicts fluctuations of order
-    M^(-1/2) in width; the fit reports what the runs show.
-Runs made with several seeds (init.seed, train.seed, data.seed) are compared
-within their seed (the nested coupling shares particles only there), and
-the distances are averaged over seeds, with their standard errors.
+    analysis/scaling.py width STUDY... [--out DIR] [--json FILE] [--format png|svg]
+                                       [--bootstrap 1000] [--min-particles N]
+    analysis/scaling.py depth STUDY... (the same options)
+
+STUDY: run directories, or folders holding them at any depth (as
+jobs/study.sh makes them). The runs must differ only in model.width,
+model.layers, init.seed, train.seed and [output]; they are grouped into grid
+points (L, M), each with at least 2 finished runs (seeds). Unfinished runs
+are skipped with a warning that names them.
+
+What is computed, from each run's outputs.h5, at every logged time t:
+  - per grid point, the mean and the standard deviation over seeds of the
+    training loss, the test loss, and the outputs z(x) on the probe inputs
+    (for the outputs: the RMS over probes of the per-probe std);
+  - the fluctuation exponent p in std ~ (L M)^p: a weighted least-squares fit
+    of log std against log(L M) (weights 2(n - 1), the inverse variance of
+    the log of a std over n seeds), its 95% confidence interval from a
+    bootstrap over seeds (stds rescaled by sqrt(n / (n - 1)), the bias of
+    resampling); mean-field theory predicts p = -1/2;
+  - the limit: the mean fitted as m_inf + b / (L M) (width), or
+    m_inf + b / (L M) + c / L (depth, when L M varies too), weighted by the
+    squared standard errors of the means (their stds taken from the fitted
+    power law), m_inf with a 95% t-interval (Welch-Satterthwaite
+    degrees of freedom; per seed in the coupled protocol); in width studies
+    also m_inf + b (L M)^-q with q free (CI from the fit's covariance);
+  - the distance to the limit: per run the RMS over probes of
+    z(x) - z_inf(x), z_inf the extrapolated limit of the mean outputs, then
+    its RMS over the seeds of a point, and its exponent. This is the measure
+    for the coupled protocol (seeds shared across the grid, detected when
+    every point has the same init seeds; the bootstrap then resamples seeds
+    jointly across points); in the uncoupled one it adds the squared bias to
+    the variance.
+
+Writes into DIR (default ./scaling-width or ./scaling-depth): summary.json,
+table.tsv (one row per grid point at the final time) and figures:
+fluctuations, limit, bands (loss over time per point), exponent_t
+(exponent over time), and depth (depth studies). Prints the table and
+one-line results such as "fluctuation exponent (output): -0.49 [-0.53, -0.45]".
+Bad input (runs that differ in other keys, mixed probe sets or logged steps,
+a point without 2 finished runs) is an error, exit 2, nothing written.
 """
+import argparse
+import configparser
+import json
+import os
+import sys
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import ot  # noqa: E402
-from scipy import stats  # noqa: E402
+from scipy import optimize, stats  # noqa: E402
 
-EXACT_LIMIT = 2.5e7  # largest cost matrix (entries) solved exactly
+from mfresfile import find_run_dirs, read_outputs  # noqa: E402
 
-
-def w2(a, b, projections=256, seed=0):
-    """Wasserstein-2 distance between the uniform empirical measures on the
-    rows of a and b: exact when len(a) * len(b) <= EXACT_LIMIT, else sliced."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) * len(b) <= EXACT_LIMIT:
-        cost = ot.dist(a, b, metric="sqeuclidean")
-        return float(np.sqrt(max(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), cost,
-                                         numItermax=10 ** 7), 0.0)))
-    return float(ot.sliced_wasserstein_distance(a, b, n_projections=projections, seed=seed))
+VARYING = {"model.width", "model.layers", "init.seed", "train.seed"}
+OBSERVABLES = ("output", "loss", "test_loss")
 
 
-def sup_distance(t_ref, y_ref, t, y):
-    """sup over the times logged in both curves of |y - y_ref|."""
-    common, i_ref, i = np.intersect1d(np.round(t_ref, 12), np.round(t, 12),
-                                      return_indices=True)
-    if len(common) == 0:
-        raise ValueError("the loss curves share no logged time")
-    return float(np.max(np.abs(np.asarray(y)[i] - np.asarray(y_ref)[i_ref])))
+class StudyError(ValueError):
+    """Input that cannot make a study."""
 
 
-def fit_power(x, d):
-    """d = C x^p: returns (p, standard error of p, C)."""
-    fit = stats.linregress(np.log(x), np.log(d))
-    return fit.slope, fit.stderr, float(np.exp(fit.intercept))
+def warn(message):
+    print(f"scaling.py: warning: {message}", file=sys.stderr)
 
 
-def matching_layer(l, L, L_ref):
-    """The reference layer at the same relative depth (l + 1/2) / L."""
-    return int(min(L_ref - 1, max(0, round((l + 0.5) * L_ref / L - 0.5))))
+def flat_config(path):
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";",))
+    parser.read(path)
+    return {f"{s}.{k}": v for s in parser.sections() for k, v in parser[s].items()}
 
 
-def seeds(run):
-    return tuple(run.value(k) for k in ("init.seed", "train.seed", "data.seed"))
+class Point:
+    """One grid point (L, M): its seeds' values, each [n][T] or [n][T][P][d]."""
+
+    def __init__(self, layers, width):
+        self.layers, self.width = layers, width
+        self.particles = layers * width
+        self.seeds, self.paths, self.values = [], [], {name: [] for name in OBSERVABLES}
+
+    def add(self, seed, path, outputs):
+        self.seeds.append(seed)
+        self.paths.append(path)
+        for name in OBSERVABLES:
+            self.values[name].append(outputs[name])
+
+    def freeze(self):
+        order = np.argsort(self.seeds)
+        self.seeds = [self.seeds[i] for i in order]
+        self.paths = [self.paths[i] for i in order]
+        self.values = {k: np.asarray(v)[order] for k, v in self.values.items()}
 
 
-def distances(runs, key):
-    """Distances of each run from the largest run of the same seeds."""
-    runs = sorted(runs, key=lambda r: r.value(key))
-    values = [r.value(key) for r in runs]
-    if len(set(values)) != len(values) or len(runs) < 3:
-        raise ValueError(f"need at least 3 runs with different {key} per seed, got {values}")
-    ref = runs[-1]
-    ref_final = ref.final_measure()
+class Study:
+    def __init__(self, points, times, protocol, skipped):
+        self.points, self.times, self.protocol, self.skipped = points, times, protocol, skipped
+        self.particles = np.array([p.particles for p in points], float)
+        self.layers = np.array([p.layers for p in points], float)
+        self.n = np.array([len(p.seeds) for p in points])
+
+
+def collect(paths):
+    """Read and check a study; raises StudyError naming the runs at fault."""
+    dirs = find_run_dirs(paths)
+    if not dirs:
+        raise StudyError(f"no run directories (with config.ini) in {' '.join(paths)}")
+    reference, points, skipped = None, {}, []
+    for d in dirs:
+        cfg = flat_config(os.path.join(d, "config.ini"))
+        steps = int(cfg.get("train.steps", -1))
+        try:
+            out = read_outputs(os.path.join(d, "outputs.h5"))
+            done = int(out["step"][-1]) if len(out["step"]) else -1
+        except ValueError as e:
+            skipped.append(d)
+            warn(f"skipped {d}: {e}")
+            continue
+        if done != steps:
+            skipped.append(d)
+            warn(f"skipped unfinished run {d} (step {max(done, 0)} of {steps})")
+            continue
+        fixed = {k: v for k, v in cfg.items() if k not in VARYING and not k.startswith("output.")}
+        if reference is None:
+            reference = (d, fixed, out)
+        else:
+            ref_dir, ref_fixed, ref_out = reference
+            for k in sorted(set(fixed) | set(ref_fixed)):
+                if fixed.get(k) != ref_fixed.get(k):
+                    raise StudyError(f"runs differ in {k}, not only in width, depth and seed: "
+                                     f"{ref_dir} has {ref_fixed.get(k)}, {d} has {fixed.get(k)}")
+            if not np.array_equal(out["probes_x"], ref_out["probes_x"]):
+                raise StudyError(f"different probe sets: {ref_dir} and {d}")
+            if not np.array_equal(out["step"], ref_out["step"]):
+                raise StudyError(f"different logged steps: {ref_dir} and {d}")
+        key = (int(cfg["model.layers"]), int(cfg["model.width"]))
+        point = points.setdefault(key, Point(*key))
+        seed = int(cfg["init.seed"])
+        if seed in point.seeds:
+            other = point.paths[point.seeds.index(seed)]
+            raise StudyError(f"{d} and {other} are the same run (L = {key[0]}, M = {key[1]}, "
+                             f"init.seed = {seed})")
+        point.add(seed, d, out)
+    # Grid points whose runs were all skipped.
+    for d in skipped:
+        try:
+            cfg = flat_config(os.path.join(d, "config.ini"))
+            key = (int(cfg["model.layers"]), int(cfg["model.width"]))
+        except (KeyError, ValueError):
+            continue
+        if key not in points:
+            raise StudyError(f"grid point L = {key[0]}, M = {key[1]} has no finished run "
+                             f"(skipped: {d})")
+    if reference is None:
+        raise StudyError(f"no finished run in {' '.join(paths)}")
+    few = [f"L = {L}, M = {M} ({len(p.seeds)}: {', '.join(p.paths)})"
+           for (L, M), p in sorted(points.items()) if len(p.seeds) < 2]
+    if few:
+        raise StudyError("an ensemble needs at least 2 finished seeds per grid point: "
+                         + "; ".join(few))
+    if len(points) < 2:
+        raise StudyError("a study needs at least 2 grid points (widths or depths)")
+    ordered = [points[k] for k in sorted(points, key=lambda k: (k[0] * k[1], k[0]))]
+    for p in ordered:
+        p.freeze()
+    seed_sets = {tuple(p.seeds) for p in ordered}
+    protocol = "coupled" if len(seed_sets) == 1 else "uncoupled"
+    return Study(ordered, reference[2]["time"], protocol, skipped)
+
+
+# ---- statistics ----
+
+def seed_std(v, axis):
+    """Std over seeds along axis (ddof = 1), then the RMS over every axis
+    after the time axis (axis + 1): the outputs' probes and components."""
+    var = v.var(axis=axis, ddof=1)
+    extra = tuple(range(axis + 1, var.ndim))
+    return np.sqrt(var.mean(axis=extra)) if extra else np.sqrt(var)
+
+
+def fit_line(x, y, w):
+    """Weighted least squares y = a + p x along the last axis of y (any
+    leading axes); returns (p, a)."""
+    w = w / w.sum()
+    xm = (w * x).sum()
+    ym = (y * w).sum(axis=-1)
+    p = ((y - ym[..., None]) * (w * (x - xm))).sum(axis=-1) / (w * (x - xm) ** 2).sum()
+    return p, ym - p * xm
+
+
+def limit_design(study):
+    """Columns of the bias model: 1, 1/(L M), and 1/L when L varies (a column
+    that is constant over the grid is left out, as the intercept holds it)."""
+    cols, names = [np.ones(len(study.points))], ["limit"]
+    for values, name in ((1.0 / study.particles, "per_particle"), (1.0 / study.layers, "per_layer")):
+        if np.ptp(values) > 0:
+            cols.append(values)
+            names.append(name)
+    return np.array(cols).T, names
+
+
+def limit_weights(design, se):
+    """Rows of the weighted least-squares solution: coef = A @ y."""
+    w = 1.0 / np.maximum(se, 1e-300) ** 2
+    xtw = design.T * w
+    return np.linalg.solve(xtw @ design, xtw)
+
+
+def resample_index(study, draws, rng):
+    """Bootstrap seed indices per point: [draws][n] arrays; the same for
+    every point in the coupled protocol (seeds shared across the grid)."""
+    if study.protocol == "coupled":
+        idx = rng.integers(0, study.n[0], size=(draws, study.n[0]))
+        return [idx] * len(study.points)
+    return [rng.integers(0, n, size=(draws, n)) for n in study.n]
+
+
+def interval(samples, axis=0):
+    s = np.where(np.isfinite(samples), samples, np.nan)
+    return np.nanpercentile(s, 2.5, axis=axis), np.nanpercentile(s, 97.5, axis=axis)
+
+
+def analyse(study, draws=1000, min_particles=0, seed=0):
+    """Every number of the study, as a dict (see the module's docstring)."""
+    rng = np.random.default_rng(seed)
+    use = study.particles >= min_particles
+    if use.sum() < 2:
+        raise StudyError(f"fewer than 2 grid points have at least {min_particles} particles")
+    x = np.log(study.particles)
+    weights = 2.0 * (study.n - 1)
+    index = resample_index(study, draws, rng)
+    T = len(study.times)
+    res = {"protocol": study.protocol, "times": study.times.tolist(), "observables": {}}
+    design, names = limit_design(study)
+    for name in OBSERVABLES:
+        vals = [p.values[name] for p in study.points]
+        if vals[0].size == 0:
+            continue
+        std = np.array([seed_std(v, 0) for v in vals])            # [K][T]
+        mean = np.array([v.mean(axis=0) for v in vals])          # [K][T](...)
+        boot_std = np.empty((draws, len(vals), T))
+        boot_mean = np.empty((draws,) + mean.shape)
+        for k, (v, idx) in enumerate(zip(vals, index)):
+            n = len(v)
+            r = v[idx]                                            # [B][n][T]...
+            boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1))
+            boot_mean[:, k] = r.mean(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_t, _ = fit_line(x[use], np.log(std[use].T), weights[use])          # [T]
+            bp_t, _ = fit_line(x[use], np.log(boot_std[:, use].transpose(0, 2, 1)), weights[use])
+        lo_t, hi_t = interval(bp_t)
+        obs = {"std": std[:, -1].tolist(), "std_ci": [q.tolist() for q in interval(boot_std[:, :, -1])],
+               "exponent": [float(p_t[-1]), float(lo_t[-1]), float(hi_t[-1])],
+               "exponent_t": [p_t.tolist(), lo_t.tolist(), hi_t.tolist()],
+               "bootstrap_dropped": int(np.sum(~np.isfinite(bp_t[:, -1])))}
+        # Residual check of the log-linear law at the final time.
+        p, a = fit_line(x[use], np.log(std[use, -1]), weights[use])
+        resid = np.log(std[use, -1]) - (a + p * x[use])
+        obs["chi2_dof"] = float((weights[use] * resid ** 2).sum() / max(use.sum() - 2, 1))
+        # Limit of the mean: linear in the means, with their standard errors.
+        # Weights from the fitted power law rather than each point's own std
+        # (noisy with few seeds).
+        final_mean = mean[:, -1].reshape(len(vals), -1)          # [K][P d] or [K][1]
+        se = std[:, -1] / np.sqrt(study.n)
+        A = limit_weights(design[use], np.exp(a + p * x[use]) / np.sqrt(study.n[use]))
+        coef = A @ final_mean[use]                                # [C][P d]
+        boot_coef = np.einsum("ck,bkj->bcj", A, boot_mean[:, use, -1].reshape(draws, use.sum(), -1))
+        fitted = design @ coef                                    # [K][P d]
+        obs["mean"] = final_mean.mean(axis=1).tolist() if name == "output" else final_mean[:, 0].tolist()
+        obs["mean_se"] = se.tolist()
+        if name != "output":
+            finals = [v[:, -1] for v, u in zip(vals, use) if u]
+            obs["limit"] = {c: t_interval(A[i], finals, study.protocol)
+                            for i, c in enumerate(names)}
+            obs["free_bias_exponent"] = free_bias(study.particles[use], final_mean[use, 0], se[use])
+        # Distance of every run to the extrapolated limit z_inf, at the final time.
+        dist, boot_dist = [], np.empty((draws, len(vals)))
+        z_inf = coef[0]
+        boot_inf = boot_coef[:, 0]                                # [B][P d]
+        for k, (v, idx) in enumerate(zip(vals, index)):
+            last = v[:, -1].reshape(len(v), -1)                   # [n][P d]
+            dist.append(float(np.sqrt(((last - z_inf) ** 2).mean())))
+            r = last[idx]                                         # [B][n][P d]
+            boot_dist[:, k] = np.sqrt(((r - boot_inf[:, None, :]) ** 2).mean(axis=(1, 2)))
+        dist = np.array(dist)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pd, _ = fit_line(x[use], np.log(dist[use]), weights[use])
+            bpd, _ = fit_line(x[use], np.log(boot_dist[:, use]), weights[use])
+        lo, hi = interval(bpd)
+        obs["distance_to_limit"] = dist.tolist()
+        obs["distance_exponent"] = [float(pd), float(lo), float(hi)]
+        obs["fitted_mean"] = fitted.mean(axis=1).tolist()
+        res["observables"][name] = obs
+    return res
+
+
+def t_interval(a, values, protocol):
+    """a . means (a coefficient of the limit fit) with its 95% CI. The points
+    are independent (uncoupled): variance sum a_k^2 s_k^2 / n_k with
+    Welch-Satterthwaite degrees of freedom; coupled: the same seeds at every
+    point, so the combination is formed per seed and its spread over seeds
+    used (n - 1 degrees of freedom)."""
+    estimate = float(sum(ak * v.mean() for ak, v in zip(a, values)))
+    if protocol == "coupled":
+        per_seed = sum(ak * v for ak, v in zip(a, values))
+        var, dof = per_seed.var(ddof=1) / len(per_seed), len(per_seed) - 1
+    else:
+        parts = np.array([ak ** 2 * v.var(ddof=1) / len(v) for ak, v in zip(a, values)])
+        var = parts.sum()
+        dof = var ** 2 / np.sum(parts ** 2 / np.array([len(v) - 1 for v in values]))
+    half = float(stats.t.ppf(0.975, dof) * np.sqrt(var))
+    return [estimate, estimate - half, estimate + half]
+
+
+def free_bias(particles, mean, se):
+    """mean = m_inf + b (L M)^-q with q free: [q, lo, hi] from the fit's
+    covariance (NaN when the fit fails or is unconstrained)."""
+    if len(particles) < 4:
+        return [float("nan")] * 3
+    s = particles / particles.min()
+
+    def model(n, m, b, q):
+        return m + b * n ** -q
+
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            popt, pcov = optimize.curve_fit(model, s, mean, p0=(mean[-1], mean[0] - mean[-1], 1.0),
+                                            sigma=se, absolute_sigma=True, maxfev=20000)
+        q, dq = popt[2], float(np.sqrt(pcov[2, 2]))
+    except (RuntimeError, ValueError):
+        return [float("nan")] * 3
+    return [float(q), float(q - 1.96 * dq), float(q + 1.96 * dq)]
+
+
+# ---- output ----
+
+LABELS = {"output": "outputs z(x) on the probes", "loss": "training loss", "test_loss": "test loss"}
+
+
+def write_table(study, res, path):
+    cols = ["L", "M", "LM", "seeds"]
+    for name in res["observables"]:
+        cols += [f"{name}_mean", f"{name}_std", f"{name}_distance_to_limit"]
     rows = []
-    for run in runs[:-1]:
-        final = run.final_measure()
-        dists = [w2(final.theta(l), ref_final.theta(matching_layer(l, final.layers,
-                                                                   ref_final.layers)))
-                 for l in range(final.layers)]
-        rows.append({key: run.value(key), "run": run.path,
-                     "loss_distance": sup_distance(ref.metrics["time"], ref.metrics["loss"],
-                                                   run.metrics["time"], run.metrics["loss"]),
-                     "w2": float(np.mean(dists))})
-    return rows, ref
-
-
-def study(runs, key):
-    """Distances from the largest run, averaged over seeds; returns (rows,
-    fits, reference run). rows hold the mean, its standard error and the
-    number of seeds for every value of key but the largest."""
-    groups = {}
-    for run in runs:
-        groups.setdefault(seeds(run), []).append(run)
-    per_seed, refs = [], []
-    for group in groups.values():
-        rows, ref = distances(group, key)
-        per_seed.append({r[key]: r for r in rows})
-        refs.append(ref)
-    if len({ref.value(key) for ref in refs}) != 1 or len({tuple(sorted(p)) for p in per_seed}) != 1:
-        raise ValueError(f"every seed needs runs at the same values of {key}")
-    rows = []
-    for x in sorted(per_seed[0]):
-        row = {key: x, "seeds": len(per_seed), "runs": [p[x]["run"] for p in per_seed]}
-        for name in ("loss_distance", "w2"):
-            d = np.array([p[x][name] for p in per_seed])
-            row[name] = float(d.mean())
-            row[name + "_se"] = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+    for k, p in enumerate(study.points):
+        row = [p.layers, p.width, p.particles, len(p.seeds)]
+        for obs in res["observables"].values():
+            row += [obs["mean"][k], obs["std"][k], obs["distance_to_limit"][k]]
         rows.append(row)
-    x = np.array([r[key] for r in rows], float)
-    fits = {name: fit_power(x, np.array([r[name] for r in rows]))
-            for name in ("loss_distance", "w2")}
-    return rows, fits, refs[0]
+    with open(path, "w") as f:
+        f.write("\t".join(cols) + "\n")
+        for row in rows:
+            f.write("\t".join(repr(v) if isinstance(v, float) else str(v) for v in row) + "\n")
+    return cols, rows
 
 
-def plot(rows, fits, key, ref, path):
-    x = np.array([r[key] for r in rows], float)
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
-    titles = {"loss_distance": "sup_t |loss(t) - loss_ref(t)|",
-              "w2": "W2 of the final measure to the reference (mean over layers)"}
-    for a, name in zip(ax, ("loss_distance", "w2")):
-        d = np.array([r[name] for r in rows])
-        p, se, c = fit_power(x, d)
-        n = rows[0]["seeds"]
-        a.errorbar(x, d, yerr=[r[name + "_se"] for r in rows], fmt="o", capsize=3,
-                   label=f"runs (mean over {n} seed{'s' if n > 1 else ''} ± s.e.)")
-        a.set_xscale("log")
-        a.set_yscale("log")
+def plot_fluctuations(study, res, path):
+    names = list(res["observables"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.9))
+    x = study.particles
+    for ax, name in zip(np.atleast_1d(axes), names):
+        obs = res["observables"][name]
+        std, (lo, hi) = np.array(obs["std"]), map(np.array, obs["std_ci"])
+        p, plo, phi = obs["exponent"]
+        for L in sorted(set(study.layers)):
+            sel = study.layers == L
+            ax.errorbar(x[sel], std[sel], yerr=[std[sel] - lo[sel], hi[sel] - std[sel]], fmt="o",
+                        capsize=3, label=f"L = {int(L)}" if len(set(study.layers)) > 1 else "std over seeds")
+        w = 2.0 * (study.n - 1)
+        slope, a = fit_line(np.log(x), np.log(std), w)
         grid = np.geomspace(x.min(), x.max(), 50)
-        a.loglog(grid, c * grid ** p, "-", label=f"fit: exponent {p:.3f} ± {se:.3f}")
-        a.loglog(grid, d[0] * (grid / x[0]) ** -0.5, ":", color="gray", label="slope -1/2")
-        a.set_xlabel(key)
-        a.set_title(titles[name], fontsize=10)
-        a.legend()
-        a.grid(True, which="both", alpha=0.3)
-    fig.suptitle(f"distance from the {key} = {ref.value(key)} run ({ref.path})", fontsize=10)
+        ax.loglog(grid, np.exp(a) * grid ** p, "-", label=f"fit {p:.3f} [{plo:.3f}, {phi:.3f}]")
+        mid = np.exp(np.average(np.log(x), weights=w))
+        ax.loglog(grid, np.exp(a) * mid ** p * (grid / mid) ** -0.5, ":", color="gray",
+                  label="slope -1/2")
+        ax.set_xlabel("particles L·M")
+        ax.set_title(f"std over seeds: {LABELS[name]}", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path)
     plt.close(fig)
 
 
-def main(key, description, default_out):
-    import argparse
+def plot_limit(study, res, path):
+    obs = res["observables"]["loss"]
+    mean, se = np.array(obs["mean"]), np.array(obs["mean_se"])
+    m, lo, hi = obs["limit"]["limit"]
+    x = 1.0 / study.particles
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
+    ax[0].errorbar(x, mean, yerr=1.96 * se, fmt="o", capsize=3, label="mean over seeds ± 95%")
+    order = np.argsort(x)
+    ax[0].plot(np.r_[0, x[order]], np.r_[m, np.array(obs["fitted_mean"])[order]], "-",
+               label="fit m∞ + b/(LM)" + (" + c/L" if "per_layer" in obs["limit"] else ""))
+    ax[0].errorbar([0], [m], yerr=[[m - lo], [hi - m]], fmt="s", color="k", capsize=4,
+                   label=f"m∞ = {m:.4g} [{lo:.4g}, {hi:.4g}]")
+    ax[0].set_xlabel("1 / (L·M)")
+    ax[0].set_ylabel("final training loss")
+    ax[0].legend(fontsize=8)
+    ax[0].grid(alpha=0.3)
+    gap = np.abs(mean - m)
+    ax[1].loglog(study.particles, gap, "o", label="|mean − m∞|")
+    ax[1].loglog(study.particles, 1.96 * se, "x", color="gray", label="95% half-width of the mean")
+    b = obs["limit"].get("per_particle", [np.nan])[0]
+    if np.isfinite(b):
+        grid = np.geomspace(study.particles.min(), study.particles.max(), 50)
+        ax[1].loglog(grid, np.abs(b) / grid, "-", label="|b| / (LM)")
+    ax[1].set_xlabel("particles L·M")
+    ax[1].legend(fontsize=8)
+    ax[1].grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
-    from mfresfile import load_runs
 
-    parser = argparse.ArgumentParser(description=description)
+def plot_bands(study, path):
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    t = study.times
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(study.points)))
+    for p, c in zip(study.points, colors):
+        v = p.values["loss"]
+        m, s = v.mean(axis=0), v.std(axis=0, ddof=1)
+        ax.plot(t, m, color=c, label=f"L = {p.layers}, M = {p.width} ({len(p.seeds)} seeds)")
+        ax.fill_between(t, np.maximum(m - s, 1e-300), m + s, color=c, alpha=0.25)
+    ax.set_yscale("log")
+    ax.set_xlabel("mean-field time t")
+    ax.set_ylabel("training loss (mean ± std over seeds)")
+    ax.legend(fontsize=7)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_exponent_t(study, res, path):
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    t = np.array(study.times)
+    for name, obs in res["observables"].items():
+        p, lo, hi = map(np.array, obs["exponent_t"])
+        ax.plot(t, p, "o-", label=LABELS[name])
+        ax.fill_between(t, lo, hi, alpha=0.2)
+    ax.axhline(-0.5, color="gray", ls=":", label="-1/2")
+    ax.set_xlabel("mean-field time t")
+    ax.set_ylabel("fluctuation exponent (95% CI)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def plot_depth(study, res, path):
+    obs = res["observables"]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
+    mean, se = np.array(obs["loss"]["mean"]), np.array(obs["loss"]["mean_se"])
+    for LM in sorted(set(study.particles)):
+        sel = study.particles == LM
+        if sel.sum() > 1:
+            ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt="o-",
+                           capsize=3, label=f"L·M = {int(LM)}")
+    for M in sorted({p.width for p in study.points}):
+        sel = np.array([p.width == M for p in study.points])
+        if sel.sum() > 1:
+            ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt="s--",
+                           capsize=3, label=f"M = {M}")
+    ax[0].set_xlabel("1 / L")
+    ax[0].set_ylabel("final training loss (mean ± 95%)")
+    ax[0].legend(fontsize=8)
+    ax[0].grid(alpha=0.3)
+    std = np.array(obs["output"]["std"]) * np.sqrt(study.particles)
+    for LM in sorted(set(study.particles)):
+        sel = study.particles == LM
+        if sel.sum() > 1:
+            ax[1].semilogx(study.layers[sel], std[sel], "o-", label=f"L·M = {int(LM)}")
+    for M in sorted({p.width for p in study.points}):
+        sel = np.array([p.width == M for p in study.points])
+        if sel.sum() > 1:
+            ax[1].semilogx(study.layers[sel], std[sel], "s--", label=f"M = {M}")
+    ax[1].set_xlabel("depth L")
+    ax[1].set_ylabel("output std × sqrt(L·M)")
+    ax[1].legend(fontsize=8)
+    ax[1].grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary(study, res, kind):
+    obs = res["observables"]
+    s = {"kind": kind, "protocol": study.protocol,
+         "fluctuation_exponent": {k: v["exponent"] for k, v in obs.items()},
+         "distance_exponent": {k: v["distance_exponent"] for k, v in obs.items()},
+         "limit": {k: v["limit"]["limit"] for k, v in obs.items() if "limit" in v},
+         "bias": {k: {c: v["limit"][c] for c in v["limit"] if c != "limit"}
+                  for k, v in obs.items() if "limit" in v},
+         "free_bias_exponent": {k: v["free_bias_exponent"] for k, v in obs.items()
+                                if "free_bias_exponent" in v},
+         "widths": sorted({p.width for p in study.points}),
+         "depths": sorted({p.layers for p in study.points}),
+         "points": [{"L": p.layers, "M": p.width, "seeds": len(p.seeds)} for p in study.points],
+         "seeds": int(study.n.min()), "skipped": study.skipped, "details": res}
+    return s
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("kind", choices=("width", "depth"))
     parser.add_argument("runs", nargs="+", help="run directories, or folders holding them")
-    parser.add_argument("--out", default=default_out, help="figure (.png or .svg)")
-    parser.add_argument("--tsv", help="also write the distances here")
-    args = parser.parse_args()
-    rows, fits, ref = study(load_runs(args.runs), key)
-    print(f"reference: {ref.path} ({key} = {ref.value(key)}); {rows[0]['seeds']} seed(s)")
-    print(f"{key:>14} {'sup loss distance':>28} {'W2 final measure':>28}")
-    for r in rows:
-        print(f"{r[key]:>14} {r['loss_distance']:>15.6g} ± {r['loss_distance_se']:<10.3g}"
-              f" {r['w2']:>15.6g} ± {r['w2_se']:<10.3g}")
-    for name, (p, se, _) in fits.items():
-        print(f"exponent of {name}: {p:.4f} ± {se:.4f}")
-    plot(rows, fits, key, ref, args.out)
-    print(f"figure: {args.out}")
-    if args.tsv:
-        with open(args.tsv, "w") as f:
-            f.write(f"{key}\tseeds\tloss_distance\tloss_distance_se\tw2\tw2_se\n")
-            for r in rows:
-                f.write(f"{r[key]}\t{r['seeds']}\t{r['loss_distance']!r}\t"
-                        f"{r['loss_distance_se']!r}\t{r['w2']!r}\t{r['w2_se']!r}\n")
+    parser.add_argument("--out", help="output folder (default ./scaling-KIND)")
+    parser.add_argument("--json", help="also write the summary here")
+    parser.add_argument("--format", choices=("png", "svg"), default="png")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
+    parser.add_argument("--min-particles", type=float, default=0,
+                        help="fit only grid points with at least this many particles L·M")
+    args = parser.parse_args(argv)
+    try:
+        study = collect(args.runs)
+        if args.kind == "depth" and len(set(study.layers)) < 2:
+            raise StudyError("a depth study needs runs at 2 or more depths (model.layers)")
+        res = analyse(study, args.bootstrap, args.min_particles)
+    except StudyError as e:
+        print(f"scaling.py: error: {e}", file=sys.stderr)
+        return 2
+    out = args.out or f"scaling-{args.kind}"
+    os.makedirs(out, exist_ok=True)
+    cols, rows = write_table(study, res, os.path.join(out, "table.tsv"))
+    figures = {"fluctuations": plot_fluctuations, "limit": plot_limit,
+               "bands": lambda s, r, p: plot_bands(s, p), "exponent_t": plot_exponent_t}
+    if args.kind == "depth":
+        figures["depth"] = plot_depth
+    for name, plot in figures.items():
+        plot(study, res, os.path.join(out, f"{name}.{args.format}"))
+    s = summary(study, res, args.kind)
+    s["figures"] = [f"{name}.{args.format}" for name in figures]
+    for path in [os.path.join(out, "summary.json")] + ([args.json] if args.json else []):
+        with open(path, "w") as f:
+            json.dump(s, f, indent=1)
+    print(f"{len(study.points)} grid points, {int(study.n.sum())} runs, protocol {study.protocol}"
+          f" ({len(study.skipped)} unfinished skipped)")
+    print("\t".join(cols[:4] + ["loss mean", "loss std", "output std"]))
+    obs = res["observables"]
+    for k, row in enumerate(rows):
+        print("\t".join(map(str, row[:4])) + f"\t{obs['loss']['mean'][k]:.6g}"
+              f"\t{obs['loss']['std'][k]:.3g}\t{obs['output']['std'][k]:.3g}")
+    for name, (p, lo, hi) in s["fluctuation_exponent"].items():
+        print(f"fluctuation exponent ({name}): {p:.3f} [{lo:.3f}, {hi:.3f}]")
+    for name, (p, lo, hi) in s["distance_exponent"].items():
+        print(f"distance-to-limit exponent ({name}): {p:.3f} [{lo:.3f}, {hi:.3f}]")
+    for name, (m, lo, hi) in s["limit"].items():
+        print(f"limit ({name}): {m:.6g} [{lo:.6g}, {hi:.6g}]")
+    print(f"output: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -74,7 +74,7 @@ while read -r L M s; do
     fi
     mkdir -p "$dir" || exit 1
     echo "mfres study: L = $L, M = $M, seed $s -> $dir"
-    "${launcher[@]}" "$MFRES" train "$@" "${set[@]}" --restart auto >> "$dir/job.log" 2>&1
+    "${launcher[@]}" "$MFRES" train "$@" "${set[@]}" --restart auto < /dev/null >> "$dir/job.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
         echo "mfres study: $dir: mfres exited with status $rc (see $dir/job.log); run" \
