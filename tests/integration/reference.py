@@ -43,6 +43,25 @@ def loss_and_adjoint(z_full, y, d_out, loss):
     return np.mean(logsum - z[np.arange(n), labels]), p
 
 
+def forward(x, u, w, b, order, act, arch, alpha):
+    """The states of the forward pass: [X_0, ..., X_L] (resnet, layer order[k]
+    at position k), or [X_0, output] (shallow: every block sees X_0)."""
+    L, M, _ = u.shape
+    h = alpha / (L * M)
+    if arch == "shallow":
+        out = x.copy()
+        for l in range(L):
+            s, _ = activation(act, x @ w[l].T + b[l])
+            out += h * s @ u[l]
+        return [x, out]
+    states = [x]
+    for k in range(L):
+        l = order[k]
+        s, _ = activation(act, states[-1] @ w[l].T + b[l])
+        states.append(states[-1] + h * s @ u[l])
+    return states
+
+
 def step(x, y, u, w, b, order, act, loss, arch, alpha, d_out, lr, weight_decay):
     """Loss, gradients (gu, gw, gb) and updated particles of one step.
 
@@ -52,22 +71,14 @@ def step(x, y, u, w, b, order, act, loss, arch, alpha, d_out, lr, weight_decay):
     L, M, _ = u.shape
     h = alpha / (L * M)
     gu, gw, gb = np.zeros_like(u), np.zeros_like(w), np.zeros_like(b)
+    states = forward(x, u, w, b, order, act, arch, alpha)
     if arch == "shallow":
-        out = x.copy()
-        for l in range(L):
-            s, _ = activation(act, x @ w[l].T + b[l])
-            out += h * s @ u[l]
-        E, p = loss_and_adjoint(out, y, d_out, loss)
+        E, p = loss_and_adjoint(states[-1], y, d_out, loss)
         for l in range(L):
             s, ds = activation(act, x @ w[l].T + b[l])
             q = ds * (p @ u[l].T)
             gu[l], gw[l], gb[l] = h * s.T @ p, h * q.T @ x, h * q.sum(axis=0)
     else:
-        states = [x]
-        for k in range(L):
-            l = order[k]
-            s, _ = activation(act, states[-1] @ w[l].T + b[l])
-            states.append(states[-1] + h * s @ u[l])
         E, p = loss_and_adjoint(states[-1], y, d_out, loss)
         for k in reversed(range(L)):
             l, X = order[k], states[k]

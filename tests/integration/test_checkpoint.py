@@ -28,10 +28,21 @@ def ckpt(run, step):
     return os.path.join(run, "checkpoints", f"ckpt-{step:08d}.h5")
 
 
+def read_outputs(run):
+    with h5py.File(os.path.join(run, "outputs.h5"), "r") as f:
+        return {k: f[k][()] for k in ("step", "time", "loss", "test_loss", "output")}
+
+
 def assert_same_metrics(a, b, rtol=0.0):
+    """metrics.tsv and outputs.h5 (the probe outputs included) of two runs."""
     ma, mb = read_metrics(a), read_metrics(b)
     for col in COMPARED:
         np.testing.assert_allclose(mb[col], ma[col], rtol=rtol, atol=0, err_msg=col)
+    oa, ob = read_outputs(a), read_outputs(b)
+    for name, value in oa.items():
+        np.testing.assert_allclose(ob[name], value, rtol=rtol, atol=1e-14 if rtol else 0,
+                                   err_msg=f"outputs.h5 {name}")
+    np.testing.assert_array_equal(ob["loss"], mb["loss"])
 
 
 def tree_digest(path):

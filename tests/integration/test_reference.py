@@ -2,11 +2,12 @@
 import os
 import subprocess
 
+import h5py
 import numpy as np
 import pytest
 
-from conftest import ENV, TOOLS, write_config
-from reference import ACTIVATIONS, step
+from conftest import ENV, TOOLS, mfres, write_config
+from reference import ACTIVATIONS, forward, step
 
 LOSSES = ["mse", "cross_entropy"]
 ARCHS = ["resnet", "shallow"]
@@ -69,3 +70,52 @@ def test_shuffled_order_is_a_nontrivial_permutation(tmp_path):
                        "[train]\norder = shuffle\n")
     order = dump(cfg)["order"].astype(int)
     assert sorted(order) == list(range(6)) and list(order) != list(range(6))
+
+
+@pytest.mark.parametrize("loss, arch", [("mse", "resnet"), ("cross_entropy", "resnet"),
+                                        ("mse", "shallow")])
+def test_probe_outputs_equal_a_numpy_forward_pass(tmp_path, loss, arch):
+    """outputs.h5 holds, at every logged step, z(x) on the first data.probes
+    test samples: equal to a NumPy forward pass of the checkpoint's particles
+    of that step (2 ranks), and the same rows as the checkpoint's own."""
+    kind = "spirals" if loss == "cross_entropy" else "teacher"
+    cfg = write_config(tmp_path / "c.ini", f"""
+[model]
+layers = 3
+width = 150
+dim = 5
+architecture = {arch}
+alpha = 1.7
+[data]
+kind = {kind}
+samples = 37
+test_samples = 40
+probes = 24
+[train]
+loss = {loss}
+steps = 6
+[output]
+log_every = 3
+checkpoint_every = 3
+checkpoint_keep = 5
+""")
+    run = tmp_path / "run"
+    mfres("train", cfg, "--out", run, ranks=2, check=True)
+    with h5py.File(run / "outputs.h5", "r") as f:
+        steps, outputs, probes = f["step"][()], f["output"][()], f["probes/x"][()]
+    assert list(steps) == [0, 3, 6] and outputs.shape == (3, 24, 2 if kind == "spirals" else 1)
+    for row, step_k in enumerate(steps[1:], 1):
+        with h5py.File(run / "checkpoints" / f"ckpt-{step_k:08d}.h5", "r") as f:
+            order = np.argsort(f["particles/blocks/id"][()])
+            u, w = (f[f"particles/blocks/{k}/value"][0][order].reshape(3, 150, 5) for k in "uw")
+            b = f["particles/blocks/b/value"][0][order].reshape(3, 150)
+            x_test = f["parameters/data/x_test"][()]
+            stored = f["observables/output/value"][()]
+        np.testing.assert_array_equal(probes, x_test[:24])
+        x = np.zeros((24, 5))
+        x[:, :x_test.shape[1]] = x_test[:24]
+        z = forward(x, u, w, b, range(3), "tanh", arch, 1.7)[-1][:, :outputs.shape[2]]
+        assert np.abs(outputs[row] - z).max() <= 1e-12 * np.abs(z).max()
+        # Rows before step k; the final checkpoint, written after the last row, all.
+        assert len(stored) == (row + 1 if step_k == steps[-1] else row)
+        np.testing.assert_array_equal(stored, outputs[:len(stored)])

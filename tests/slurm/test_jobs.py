@@ -1,6 +1,8 @@
 """The job scripts of jobs/ on a real local Slurm cluster (see conftest.py)."""
+import json
 import math
 import os
+import re
 import subprocess
 import time
 
@@ -181,25 +183,38 @@ def test_bad_configuration_fails_the_job_at_once(cluster, tmp_path):
     assert "[model] width: 0 is out of range" in open(tmp_path / "slurm.out").read()
 
 
-@pytest.mark.parametrize("script, env, names", [
-    ("width-sweep.sbatch", {"MFRES_WIDTH_BASE": "16", "MFRES_WIDTH_FACTOR": "2"},
-     ["M00000016", "M00000032", "M00000064"]),
-    ("depth-sweep.sbatch", {"MFRES_DEPTH_BASE": "1", "MFRES_DEPTH_FACTOR": "3"},
-     ["L00000001", "L00000003", "L00000009"]),
-])
-def test_sweep_makes_one_finished_run_per_array_index(cluster, tmp_path, script, env, names):
-    out = tmp_path / "sweep"
-    job = cluster.submit("--array=0-2", "-n", "1", "-o", tmp_path / "slurm-%a.out",
-                         f"jobs/{script}", CONFIG, *SMALL, "--out", out, env=env)
-    assert cluster.wait(job) == ["COMPLETED"] * 3
-    assert sorted(os.listdir(out)) == names
-    for name in names:
-        run = out / name
-        assert metrics(run)["step"][-1] == 60
-        with h5py.File(run / "checkpoints" / "ckpt-00000060.h5", "r") as f:
-            attr = "model.width" if name[0] == "M" else "model.layers"
-            assert f["parameters"].attrs[attr] == int(name[1:])
-            assert f["parameters"].attrs["init.seed"] == 1
+def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_path,
+                                                                  seconds_per_step):
+    """jobs/study.sh --submit: an array job over 3 widths x 4 seeds (2 tasks
+    at a time, the widest first) and an analysis job after it. The first
+    task, requeued while it runs, continues from its checkpoint and ends as
+    the same run made by hand; the analysis starts only when all 12 are done."""
+    out = tmp_path / "study"
+    long, steps = lasting(4, seconds_per_step, 500)
+    env = dict(cluster.env, MFRES_STUDY_WIDTHS="64 128 256", MFRES_STUDY_SEEDS="4",
+               MFRES_STUDY_THROTTLE="2", MFRES_STUDY_SBATCH="-n 2")
+    proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, *long, "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    array, analysis = re.search(r"array job (\d+) \(12 tasks\), analysis job (\d+)",
+                                proc.stdout).groups()
+    first = out / "L0004-M00000256" / "s001"
+    wait_for_lines(first / "metrics.tsv", 2)
+    cluster.run(["scontrol", "requeue", f"{array}_0"], check=True)
+    assert cluster.wait(analysis, timeout=400) == ["COMPLETED"]
+    assert cluster.wait(array) == ["COMPLETED"] * 12
+    log = job_log(first)
+    assert "restarting from" in log and "exited with status 0" in log
+    seed = 1 + 1000 * (4 + 100000 * 256)  # uncoupled: jobs/common.sh
+    by_hand(cluster, tmp_path / "hand", *long, "--set", f"init.seed={seed}",
+            "--set", f"train.seed={seed}")
+    assert_same_run(tmp_path / "hand", first, steps)
+    for width in (64, 128, 256):
+        for s in range(1, 5):
+            assert metrics(out / f"L0004-M{width:08d}" / f"s{s:03d}")["step"][-1] == steps
+    summary = json.load(open(out / "analysis" / "summary.json"))
+    assert summary["widths"] == [64, 128, 256] and summary["seeds"] == 4
+    assert "fluctuation exponent (output)" in open(out / f"analysis-{analysis}.out").read()
 
 
 def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
