@@ -341,6 +341,16 @@ def free_bias(particles, mean, se):
 
 # ---- output ----
 
+def finish(fig, path, axes):
+    """Legends and grids on axes, then write the figure and close it."""
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 LABELS = {"output": "outputs z(x) on the probes", "loss": "training loss", "test_loss": "test loss"}
 
 
@@ -382,11 +392,7 @@ def plot_fluctuations(study, res, path):
                   label="slope -1/2")
         ax.set_xlabel("particles L·M")
         ax.set_title(f"std over seeds: {LABELS[name]}", fontsize=9)
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    finish(fig, path, np.atleast_1d(axes))
 
 
 def plot_limit(study, res, path):
@@ -403,8 +409,6 @@ def plot_limit(study, res, path):
                    label=f"m∞ = {m:.4g} [{lo:.4g}, {hi:.4g}]")
     ax[0].set_xlabel("1 / (L·M)")
     ax[0].set_ylabel("final training loss")
-    ax[0].legend(fontsize=8)
-    ax[0].grid(alpha=0.3)
     gap = np.abs(mean - m)
     ax[1].loglog(study.particles, gap, "o", label="|mean − m∞|")
     ax[1].loglog(study.particles, 1.96 * se, "x", color="gray", label="95% half-width of the mean")
@@ -413,11 +417,7 @@ def plot_limit(study, res, path):
         grid = np.geomspace(study.particles.min(), study.particles.max(), 50)
         ax[1].loglog(grid, np.abs(b) / grid, "-", label="|b| / (LM)")
     ax[1].set_xlabel("particles L·M")
-    ax[1].legend(fontsize=8)
-    ax[1].grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    finish(fig, path, ax)
 
 
 def plot_bands(study, path):
@@ -432,11 +432,7 @@ def plot_bands(study, path):
     ax.set_yscale("log")
     ax.set_xlabel("mean-field time t")
     ax.set_ylabel("training loss (mean ± std over seeds)")
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    finish(fig, path, [ax])
 
 
 def plot_exponent_t(study, res, path):
@@ -449,47 +445,36 @@ def plot_exponent_t(study, res, path):
     ax.axhline(-0.5, color="gray", ls=":", label="-1/2")
     ax.set_xlabel("mean-field time t")
     ax.set_ylabel("fluctuation exponent (95% CI)")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    finish(fig, path, [ax])
+
+
+def depth_series(study):
+    """The depth lines of a grid: (selection, label, style) for each L·M and
+    each M held by more than one point."""
+    widths = np.array([p.width for p in study.points])
+    for values, name, style in ((study.particles, "L·M", "o-"), (widths, "M", "s--")):
+        for v in sorted(set(values)):
+            sel = values == v
+            if sel.sum() > 1:
+                yield sel, f"{name} = {int(v)}", style
 
 
 def plot_depth(study, res, path):
+    """Mean final loss against 1/L, and the output std times sqrt(L·M)
+    against L (flat where the (L·M)^(-1/2) law holds)."""
     obs = res["observables"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
     mean, se = np.array(obs["loss"]["mean"]), np.array(obs["loss"]["mean_se"])
-    for LM in sorted(set(study.particles)):
-        sel = study.particles == LM
-        if sel.sum() > 1:
-            ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt="o-",
-                           capsize=3, label=f"L·M = {int(LM)}")
-    for M in sorted({p.width for p in study.points}):
-        sel = np.array([p.width == M for p in study.points])
-        if sel.sum() > 1:
-            ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt="s--",
-                           capsize=3, label=f"M = {M}")
+    scaled = np.array(obs["output"]["std"]) * np.sqrt(study.particles)
+    for sel, label, style in depth_series(study):
+        ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt=style,
+                       capsize=3, label=label)
+        ax[1].semilogx(study.layers[sel], scaled[sel], style, label=label)
     ax[0].set_xlabel("1 / L")
     ax[0].set_ylabel("final training loss (mean ± 95%)")
-    ax[0].legend(fontsize=8)
-    ax[0].grid(alpha=0.3)
-    std = np.array(obs["output"]["std"]) * np.sqrt(study.particles)
-    for LM in sorted(set(study.particles)):
-        sel = study.particles == LM
-        if sel.sum() > 1:
-            ax[1].semilogx(study.layers[sel], std[sel], "o-", label=f"L·M = {int(LM)}")
-    for M in sorted({p.width for p in study.points}):
-        sel = np.array([p.width == M for p in study.points])
-        if sel.sum() > 1:
-            ax[1].semilogx(study.layers[sel], std[sel], "s--", label=f"M = {M}")
     ax[1].set_xlabel("depth L")
     ax[1].set_ylabel("output std × sqrt(L·M)")
-    ax[1].legend(fontsize=8)
-    ax[1].grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    finish(fig, path, ax)
 
 
 def summary(study, res, kind):

@@ -25,16 +25,11 @@ def dump(config, *sets):
     return arrays
 
 
-def rel_err(a, b):
-    return np.linalg.norm(a - b) / np.linalg.norm(b)
-
-
-@pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize("loss", LOSSES)
-@pytest.mark.parametrize("arch", ARCHS)
-def test_step_matches_numpy(tmp_path, act, loss, arch):
+def model_config(tmp_path, act, loss, arch, data, train):
+    """L = 3, M = 150, D = 5, 37 training samples (teacher, or spirals for
+    cross_entropy), with extra [data] and [train] lines."""
     kind = "spirals" if loss == "cross_entropy" else "teacher"
-    cfg = write_config(tmp_path / "c.ini", f"""
+    return write_config(tmp_path / "c.ini", f"""
 [model]
 layers = 3
 width = 150
@@ -45,12 +40,21 @@ alpha = 1.7
 [data]
 kind = {kind}
 samples = 37
-[train]
+{data}[train]
 loss = {loss}
-order = shuffle
-lr = 0.3
-weight_decay = 0.01
-""")
+{train}""")
+
+
+def rel_err(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_step_matches_numpy(tmp_path, act, loss, arch):
+    cfg = model_config(tmp_path, act, loss, arch, "", "order = shuffle\nlr = 0.3\n"
+                       "weight_decay = 0.01\n")
     d = dump(cfg)
     alpha, _, _, _, lr, wd, d_out = d["scalars"]
     E, grads, new = step(d["x"], d["y"], d["u"], d["w"], d["b"], d["order"].astype(int), act,
@@ -79,26 +83,9 @@ def test_probe_outputs_equal_a_numpy_forward_pass(tmp_path, loss, arch):
     test samples: equal to a NumPy forward pass of the checkpoint's particles
     of that step (2 ranks), and the same rows as the checkpoint's own."""
     kind = "spirals" if loss == "cross_entropy" else "teacher"
-    cfg = write_config(tmp_path / "c.ini", f"""
-[model]
-layers = 3
-width = 150
-dim = 5
-architecture = {arch}
-alpha = 1.7
-[data]
-kind = {kind}
-samples = 37
-test_samples = 40
-probes = 24
-[train]
-loss = {loss}
-steps = 6
-[output]
-log_every = 3
-checkpoint_every = 3
-checkpoint_keep = 5
-""")
+    cfg = model_config(tmp_path, "tanh", loss, arch, "test_samples = 40\nprobes = 24\n",
+                       "steps = 6\n[output]\nlog_every = 3\ncheckpoint_every = 3\n"
+                       "checkpoint_keep = 5\n")
     run = tmp_path / "run"
     mfres("train", cfg, "--out", run, ranks=2, check=True)
     with h5py.File(run / "outputs.h5", "r") as f:
