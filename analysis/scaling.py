@@ -31,7 +31,8 @@ What is computed, from each run's outputs.h5, at every logged time t:
     z(x) - z_inf(x), z_inf the extrapolated limit of the mean outputs, then
     its RMS over the seeds of a point, and its exponent. This is the measure
     for the coupled protocol (seeds shared across the grid, detected when
-    every point has the same init seeds; the bootstrap then resamples seeds
+    grid points share init seeds; only seeds present at every point are used,
+    the others left out with a warning, and the bootstrap resamples seeds
     jointly across points); in the uncoupled one it adds the squared bias to
     the variance.
 
@@ -167,10 +168,25 @@ def collect(paths):
     if len(points) < 2:
         raise StudyError("a study needs at least 2 grid points (widths or depths)")
     ordered = [points[k] for k in sorted(points, key=lambda k: (k[0] * k[1], k[0]))]
+    protocol = "uncoupled"
+    if len({seed for p in ordered for seed in p.seeds}) < sum(len(p.seeds) for p in ordered):
+        # Seeds shared across points: the coupled protocol, which compares
+        # points seed by seed, so only seeds present at every point count.
+        protocol = "coupled"
+        common = set.intersection(*(set(p.seeds) for p in ordered))
+        for p in ordered:
+            for seed, path in zip(list(p.seeds), list(p.paths)):
+                if seed not in common:
+                    warn(f"coupled study: {path} left out (init.seed = {seed} is missing at "
+                         "another grid point)")
+                    i = p.seeds.index(seed)
+                    del p.seeds[i], p.paths[i]
+                    for v in p.values.values():
+                        del v[i]
+        if len(common) < 2:
+            raise StudyError("a coupled study needs at least 2 seeds present at every grid point")
     for p in ordered:
         p.freeze()
-    seed_sets = {tuple(p.seeds) for p in ordered}
-    protocol = "coupled" if len(seed_sets) == 1 else "uncoupled"
     return Study(ordered, reference[2]["time"], protocol, skipped)
 
 

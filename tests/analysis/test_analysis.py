@@ -268,6 +268,22 @@ def test_coupled_protocol_is_detected_and_resampled_jointly():
     assert lo <= p <= hi and abs(p + 0.5) < 0.15
 
 
+def test_coupled_study_keeps_the_seeds_every_point_has(tmp_path):
+    """MFRES_STUDY_COUPLED=1: every point uses seeds 1..3; with one run
+    removed, the analysis leaves that seed out everywhere, with a warning."""
+    out = tmp_path / "coupled"
+    proc = run_study(out, {"MFRES_STUDY_WIDTHS": "16 32", "MFRES_STUDY_SEEDS": "3",
+                           "MFRES_STUDY_COUPLED": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.load(open(out / "analysis" / "summary.json"))["protocol"] == "coupled"
+    assert mfresfile.load_run(out / "L0004-M00000032" / "s002").value("init.seed") == 2
+    shutil.rmtree(out / "L0004-M00000016" / "s002")
+    proc = analysis("width", out, "--out", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert "L0004-M00000032/s002 left out" in proc.stderr
+    assert [p["seeds"] for p in json.load(open(tmp_path / "a" / "summary.json"))["points"]] == [2, 2]
+
+
 def test_report_shows_a_study(study, tmp_path):
     out, _ = study
     page_path = tmp_path / "report.html"
