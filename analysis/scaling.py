@@ -54,6 +54,7 @@ import warnings
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "mfres"})  # small, stable SVG
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import optimize, stats  # noqa: E402
@@ -230,11 +231,21 @@ def limit_weights(design, se):
 
 def resample_index(study, draws, rng):
     """Bootstrap seed indices per point: [draws][n] arrays; the same for
-    every point in the coupled protocol (seeds shared across the grid)."""
+    every point in the coupled protocol (seeds shared across the grid). A
+    draw of one seed n times has no spread (probability n^(1-n): 1/64 with
+    4 seeds) and would put log std at -inf; such draws are drawn again, so
+    the bootstrap is conditioned on at least two distinct seeds."""
+    def draw(n):
+        idx = rng.integers(0, n, size=(draws, n))
+        while True:
+            same = idx.min(axis=1) == idx.max(axis=1)
+            if not same.any():
+                return idx
+            idx[same] = rng.integers(0, n, size=(int(same.sum()), n))
+
     if study.protocol == "coupled":
-        idx = rng.integers(0, study.n[0], size=(draws, study.n[0]))
-        return [idx] * len(study.points)
-    return [rng.integers(0, n, size=(draws, n)) for n in study.n]
+        return [draw(study.n[0])] * len(study.points)
+    return [draw(n) for n in study.n]
 
 
 def interval(samples, axis=0):
@@ -247,7 +258,10 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
     rng = np.random.default_rng(seed)
     use = study.particles >= min_particles
     if use.sum() < 2:
-        raise StudyError(f"fewer than 2 grid points have at least {min_particles} particles")
+        raise StudyError(f"fewer than 2 grid points have at least {min_particles:g} particles")
+    # Exponents need L·M to vary (a depth grid at fixed L·M has none).
+    varies = len(set(study.particles[use])) > 1
+    undefined = [float("nan")] * 3
     x = np.log(study.particles)
     weights = 2.0 * (study.n - 1)
     index = resample_index(study, draws, rng)
@@ -271,14 +285,16 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
             p_t, _ = fit_line(x[use], np.log(std[use].T), weights[use])          # [T]
             bp_t, _ = fit_line(x[use], np.log(boot_std[:, use].transpose(0, 2, 1)), weights[use])
         lo_t, hi_t = interval(bp_t)
+        if not varies:
+            p_t[:], lo_t[:], hi_t[:] = np.nan, np.nan, np.nan
         obs = {"std": std[:, -1].tolist(), "std_ci": [q.tolist() for q in interval(boot_std[:, :, -1])],
                "exponent": [float(p_t[-1]), float(lo_t[-1]), float(hi_t[-1])],
-               "exponent_t": [p_t.tolist(), lo_t.tolist(), hi_t.tolist()],
-               "bootstrap_dropped": int(np.sum(~np.isfinite(bp_t[:, -1])))}
+               "exponent_t": [p_t.tolist(), lo_t.tolist(), hi_t.tolist()]}
         # Residual check of the log-linear law at the final time.
         p, a = fit_line(x[use], np.log(std[use, -1]), weights[use])
         resid = np.log(std[use, -1]) - (a + p * x[use])
-        obs["chi2_dof"] = float((weights[use] * resid ** 2).sum() / max(use.sum() - 2, 1))
+        obs["chi2_dof"] = (float((weights[use] * resid ** 2).sum() / max(use.sum() - 2, 1))
+                           if varies else float("nan"))
         # Limit of the mean: linear in the means, with their standard errors.
         # Weights from the fitted power law rather than each point's own std
         # (noisy with few seeds).
@@ -294,7 +310,8 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
             finals = [v[:, -1] for v, u in zip(vals, use) if u]
             obs["limit"] = {c: t_interval(A[i], finals, study.protocol)
                             for i, c in enumerate(names)}
-            obs["free_bias_exponent"] = free_bias(study.particles[use], final_mean[use, 0], se[use])
+            obs["free_bias_exponent"] = (free_bias(study.particles[use], final_mean[use, 0],
+                                                   se[use]) if varies else undefined)
         # Distance of every run to the extrapolated limit z_inf, at the final time.
         dist, boot_dist = [], np.empty((draws, len(vals)))
         z_inf = coef[0]
@@ -310,7 +327,7 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
             bpd, _ = fit_line(x[use], np.log(boot_dist[:, use]), weights[use])
         lo, hi = interval(bpd)
         obs["distance_to_limit"] = dist.tolist()
-        obs["distance_exponent"] = [float(pd), float(lo), float(hi)]
+        obs["distance_exponent"] = [float(pd), float(lo), float(hi)] if varies else undefined
         obs["fitted_mean"] = fitted.mean(axis=1).tolist()
         res["observables"][name] = obs
     return res
@@ -361,9 +378,9 @@ def finish(fig, path, axes):
     """Legends and grids on axes, then write the figure and close it."""
     for ax in axes:
         ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, metadata={"Date": None} if path.endswith(".svg") else None)
     plt.close(fig)
 
 
@@ -417,17 +434,19 @@ def plot_limit(study, res, path):
     m, lo, hi = obs["limit"]["limit"]
     x = 1.0 / study.particles
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
-    ax[0].errorbar(x, mean, yerr=1.96 * se, fmt="o", capsize=3, label="mean over seeds ± 95%")
+    half = stats.t.ppf(0.975, study.n - 1) * se
+    ax[0].errorbar(x, mean, yerr=half, fmt="o", capsize=3, label="mean over seeds ± 95%")
     order = np.argsort(x)
     ax[0].plot(np.r_[0, x[order]], np.r_[m, np.array(obs["fitted_mean"])[order]], "-",
                label="fit m∞ + b/(LM)" + (" + c/L" if "per_layer" in obs["limit"] else ""))
     ax[0].errorbar([0], [m], yerr=[[m - lo], [hi - m]], fmt="s", color="k", capsize=4,
                    label=f"m∞ = {m:.4g} [{lo:.4g}, {hi:.4g}]")
     ax[0].set_xlabel("1 / (L·M)")
+    ax[0].ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
     ax[0].set_ylabel("final training loss")
     gap = np.abs(mean - m)
     ax[1].loglog(study.particles, gap, "o", label="|mean − m∞|")
-    ax[1].loglog(study.particles, 1.96 * se, "x", color="gray", label="95% half-width of the mean")
+    ax[1].loglog(study.particles, half, "x", color="gray", label="95% half-width of the mean")
     b = obs["limit"].get("per_particle", [np.nan])[0]
     if np.isfinite(b):
         grid = np.geomspace(study.particles.min(), study.particles.max(), 50)
@@ -481,11 +500,17 @@ def plot_depth(study, res, path):
     obs = res["observables"]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
     mean, se = np.array(obs["loss"]["mean"]), np.array(obs["loss"]["mean_se"])
-    scaled = np.array(obs["output"]["std"]) * np.sqrt(study.particles)
+    half = stats.t.ppf(0.975, study.n - 1) * se
+    root = np.sqrt(study.particles)
+    scaled = np.array(obs["output"]["std"]) * root
+    lo, hi = (np.array(q) * root for q in obs["output"]["std_ci"])
     for sel, label, style in depth_series(study):
-        ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=1.96 * se[sel], fmt=style,
+        ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=half[sel], fmt=style,
                        capsize=3, label=label)
-        ax[1].semilogx(study.layers[sel], scaled[sel], style, label=label)
+        ax[1].errorbar(study.layers[sel], scaled[sel], fmt=style, capsize=3, label=label,
+                       yerr=[scaled[sel] - lo[sel], hi[sel] - scaled[sel]])
+    ax[1].set_xscale("log")
+    ax[1].set_ylim(bottom=0)
     ax[0].set_xlabel("1 / L")
     ax[0].set_ylabel("final training loss (mean ± 95%)")
     ax[1].set_xlabel("depth L")
@@ -508,6 +533,17 @@ def summary(study, res, kind):
          "points": [{"L": p.layers, "M": p.width, "seeds": len(p.seeds)} for p in study.points],
          "seeds": int(study.n.min()), "skipped": study.skipped, "details": res}
     return s
+
+
+def finite_or_null(value):
+    """value with every NaN replaced by None (null in JSON)."""
+    if isinstance(value, dict):
+        return {k: finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(v) for v in value]
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def main(argv=None):
@@ -542,7 +578,7 @@ def main(argv=None):
     s["figures"] = [f"{name}.{args.format}" for name in figures]
     for path in [os.path.join(out, "summary.json")] + ([args.json] if args.json else []):
         with open(path, "w") as f:
-            json.dump(s, f, indent=1)
+            json.dump(finite_or_null(s), f, indent=1)
     print(f"{len(study.points)} grid points, {int(study.n.sum())} runs, protocol {study.protocol}"
           f" ({len(study.skipped)} unfinished skipped)")
     print("\t".join(cols[:4] + ["loss mean", "loss std", "output std"]))
@@ -550,12 +586,13 @@ def main(argv=None):
     for k, row in enumerate(rows):
         print("\t".join(map(str, row[:4])) + f"\t{obs['loss']['mean'][k]:.6g}"
               f"\t{obs['loss']['std'][k]:.3g}\t{obs['output']['std'][k]:.3g}")
-    for name, (p, lo, hi) in s["fluctuation_exponent"].items():
-        print(f"fluctuation exponent ({name}): {p:.3f} [{lo:.3f}, {hi:.3f}]")
-    for name, (p, lo, hi) in s["distance_exponent"].items():
-        print(f"distance-to-limit exponent ({name}): {p:.3f} [{lo:.3f}, {hi:.3f}]")
-    for name, (m, lo, hi) in s["limit"].items():
-        print(f"limit ({name}): {m:.6g} [{lo:.6g}, {hi:.6g}]")
+    for label, key, form in (("fluctuation exponent", "fluctuation_exponent", ".3f"),
+                             ("distance-to-limit exponent", "distance_exponent", ".3f"),
+                             ("limit", "limit", ".6g")):
+        for name, (v, lo, hi) in s[key].items():
+            print(f"{label} ({name}): " + (f"{v:{form}} [{lo:{form}}, {hi:{form}}]"
+                                           if np.isfinite(v) else
+                                           "not defined (L·M is the same at every grid point)"))
     print(f"output: {out}")
     return 0
 
