@@ -53,7 +53,8 @@ def study_section(folder, out):
     for label, key in (("fluctuation exponent", "fluctuation_exponent"),
                        ("distance-to-limit exponent", "distance_exponent"), ("limit", "limit")):
         for name, (v, lo, hi) in summary[key].items():
-            parts.append(f"<li>{label} ({name}): {v:.4g} [{lo:.4g}, {hi:.4g}]</li>")
+            value = "not defined" if v is None else f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
+            parts.append(f"<li>{label} ({name}): {value}</li>")
     parts.append("</ul><table>")
     with open(os.path.join(folder, "table.tsv")) as f:
         for i, line in enumerate(f):

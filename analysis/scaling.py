@@ -19,8 +19,9 @@ What is computed, from each run's outputs.h5, at every logged time t:
   - the fluctuation exponent p in std ~ (L M)^p: a weighted least-squares fit
     of log std against log(L M) (weights 2(n - 1), the inverse variance of
     the log of a std over n seeds), its 95% confidence interval from a
-    bootstrap over seeds (stds rescaled by sqrt(n / (n - 1)), the bias of
-    resampling); mean-field theory predicts p = -1/2;
+    bootstrap over seeds (draws of a single seed excluded, stds rescaled by
+    sqrt(n (1 - n^(1-n)) / (n - 1)), the bias of such resampling);
+    mean-field theory predicts p = -1/2;
   - the limit: the mean fitted as m_inf + b / (L M) (width), or
     m_inf + b / (L M) + c / L (depth, when L M varies too), weighted by the
     squared standard errors of the means (their stds taken from the fitted
@@ -279,7 +280,7 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
         for k, (v, idx) in enumerate(zip(vals, index)):
             n = len(v)
             r = v[idx]                                            # [B][n][T]...
-            boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1))
+            boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1) * (1 - n ** (1.0 - n)))
             boot_mean[:, k] = r.mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             p_t, _ = fit_line(x[use], np.log(std[use].T), weights[use])          # [T]
@@ -414,7 +415,8 @@ def plot_fluctuations(study, res, path):
         p, plo, phi = obs["exponent"]
         for L in sorted(set(study.layers)):
             sel = study.layers == L
-            ax.errorbar(x[sel], std[sel], yerr=[std[sel] - lo[sel], hi[sel] - std[sel]], fmt="o",
+            err = np.maximum([std[sel] - lo[sel], hi[sel] - std[sel]], 0)
+            ax.errorbar(x[sel], std[sel], yerr=err, fmt="o",
                         capsize=3, label=f"L = {int(L)}" if len(set(study.layers)) > 1 else "std over seeds")
         w = 2.0 * (study.n - 1)
         slope, a = fit_line(np.log(x), np.log(std), w)
@@ -508,7 +510,7 @@ def plot_depth(study, res, path):
         ax[0].errorbar(1 / study.layers[sel], mean[sel], yerr=half[sel], fmt=style,
                        capsize=3, label=label)
         ax[1].errorbar(study.layers[sel], scaled[sel], fmt=style, capsize=3, label=label,
-                       yerr=[scaled[sel] - lo[sel], hi[sel] - scaled[sel]])
+                       yerr=np.maximum([scaled[sel] - lo[sel], hi[sel] - scaled[sel]], 0))
     ax[1].set_xscale("log")
     ax[1].set_ylim(bottom=0)
     ax[0].set_xlabel("1 / L")
