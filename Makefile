@@ -151,7 +151,7 @@ run: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)rm -rf $(BUILD)/run-default
 	$(MPIEXEC) -n $(RUN_RANKS) $(BUILD)/mfres train jobs/configs/default.ini --out $(BUILD)/run-default
-	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv, checkpoints/)"
+	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv, outputs.h5, checkpoints/)"
 
 install: $(BUILD)/mfres
 	install -d $(DESTDIR)$(PREFIX)/bin
