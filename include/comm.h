@@ -8,6 +8,7 @@
 #define MFRES_COMM_H
 
 #include <mpi.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
 
@@ -96,6 +97,10 @@ void comm_barrier(MPI_Comm comm);
 
 /* Abort every rank of the job with this exit status. Not collective. */
 noreturn void comm_abort(int status);
+
+/* The table of every timer (timer.h) reduced over comm: min, mean, max, the
+ * slowest rank and the share of the total; printed by rank 0. Collective. */
+void comm_report_timers(FILE *out, MPI_Comm comm);
 
 /* Seconds since an arbitrary origin (MPI_Wtime). Not collective. */
 double comm_wtime(void);

@@ -15,13 +15,18 @@
 /* Remember this process's rank for message prefixes. Not collective. */
 void log_set_rank(int rank);
 
+/* How log_fatal ends the job: comm_init installs comm_abort, which aborts
+ * every rank; before that (or without MPI) it exits this process. */
+void log_set_abort(void (*abort_fn)(int status));
+
 /* printf-style line on stdout from rank 0 only; other ranks print nothing. */
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* "mfres: warning: ..." on stderr, from the calling rank. */
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* "[rank R] file:line: fatal: ..." then abort all ranks with exit status 1. */
+/* "[rank R] file:line: fatal: ..." then abort all ranks with exit status 1
+ * (through the log_set_abort hook). */
 noreturn void log_fatal_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 #define log_fatal(...) log_fatal_at(__FILE__, __LINE__, __VA_ARGS__)

@@ -1,15 +1,14 @@
 /*
- * timer: named wall-clock timers with a reduced end-of-run report.
+ * timer: named wall-clock timers (MPI_Wtime), per process.
  *
- * Timers are per process and nest freely (each one just accumulates the
- * time between its start and stop). The report gives min/mean/max over
- * ranks and the slowest rank, so load imbalance and MPI waiting show up.
+ * Timers nest freely: each one just accumulates the time between its start
+ * and stop. The end-of-run table over ranks is comm_report_timers (comm.h),
+ * so that timer needs nothing from comm.
  */
 #ifndef MFRES_TIMER_H
 #define MFRES_TIMER_H
 
 #include <mpi.h>
-#include <stdio.h>
 
 enum timer_id {
     TIMER_TOTAL,    /* the whole training run */
@@ -28,8 +27,7 @@ void timer_stop(enum timer_id id);
 /* Accumulated seconds of one timer on this rank. */
 double timer_seconds(enum timer_id id);
 void timer_reset_all(void);
-
-/* Table of all timers reduced over comm, printed by rank 0. Collective. */
-void timer_report(FILE *out, MPI_Comm comm);
+/* The timer's name in reports, e.g. "mpi wait". */
+const char *timer_name(enum timer_id id);
 
 #endif

@@ -14,21 +14,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "history.h"
+
 struct mf_config;
 struct mf_dataset;
 struct mf_model;
-
-/* Observables at one state of the particles. */
-struct mf_observables {
-    int64_t step;
-    double time;          /* mean-field time: step * lr */
-    double loss;          /* full training set */
-    double test_loss;     /* NaN without test samples */
-    double test_accuracy; /* cross_entropy only; NaN otherwise */
-    double grad_norm;     /* RMS over particles of |L M dE/dtheta + lambda theta| */
-    double shallow_gap;   /* mean |X_L - X_shallow| / mean |X_L - X_0| */
-    double seconds_per_step;
-};
 
 /* The batch of step k: n indices into the training set, keyed by (seed, k);
  * sampled without replacement; identity when batch = 0. scratch holds the
@@ -38,22 +28,6 @@ void train_batch_indices(const struct mf_config *cfg, int64_t n_train, int64_t s
 
 /* The layer order of step k: identity or a permutation keyed by (seed, k). */
 void train_layer_order(const struct mf_config *cfg, int64_t step, int64_t *order);
-
-/* The observables rows of a run so far, in step order, with the network's
- * outputs on the probe inputs at each of them. */
-struct mf_history {
-    int64_t count;               /* rows */
-    int64_t capacity;            /* allocated rows */
-    struct mf_observables *rows; /* [count] */
-    int64_t out_size;            /* outputs per row: data.probes x d_out (0: none) */
-    double *outputs;             /* [count][out_size] */
-};
-
-/* Append a row and its out_size probe outputs (out may be NULL when
- * out_size is 0). */
-void train_history_append(struct mf_history *h, const struct mf_observables *row,
-                          const double *out);
-void train_history_free(struct mf_history *h);
 
 /* One training run. */
 struct mf_run {

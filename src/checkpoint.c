@@ -27,28 +27,10 @@
 #include "comm.h"
 #include "data.h"
 #include "h5.h"
+#include "history.h"
 #include "log.h"
 #include "model.h"
-#include "train.h"
 #include "version.h"
-
-static const char *const observable_names[] = {"loss",        "test_loss",   "test_accuracy",
-                                               "grad_norm",   "shallow_gap", "seconds_per_step"};
-#define N_OBSERVABLES 6
-
-static double observable(const struct mf_observables *o, int i)
-{
-    const double v[N_OBSERVABLES] = {o->loss,      o->test_loss,   o->test_accuracy,
-                                     o->grad_norm, o->shallow_gap, o->seconds_per_step};
-    return v[i];
-}
-
-static void set_observable(struct mf_observables *o, int i, double v)
-{
-    double *f[N_OBSERVABLES] = {&o->loss,      &o->test_loss,   &o->test_accuracy,
-                                &o->grad_norm, &o->shallow_gap, &o->seconds_per_step};
-    *f[i] = v;
-}
 
 void checkpoint_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
                      size_t len)
@@ -268,10 +250,10 @@ static void write_observables(struct writer *w, const struct mf_history *h)
     double *times = xcalloc(n + 1, sizeof *times), *values = xcalloc(n + 1, sizeof *values);
     for (hsize_t i = 0; i < n; i++)
         steps[i] = h->rows[i].step, times[i] = h->rows[i].time;
-    for (int k = 0; k < N_OBSERVABLES; k++) {
+    for (int k = 0; k < HISTORY_COLUMNS; k++) {
         for (hsize_t i = 0; i < n; i++)
-            values[i] = observable(&h->rows[i], k);
-        hid_t o = new_group(w, g, observable_names[k]);
+            values[i] = history_column(&h->rows[i], k);
+        hid_t o = new_group(w, g, history_column_names[k]);
         small_dataset(w, o, "step", H5T_NATIVE_INT64, 1, &n, steps);
         small_dataset(w, o, "time", H5T_NATIVE_DOUBLE, 1, &n, times);
         small_dataset(w, o, "value", H5T_NATIVE_DOUBLE, 1, &n, values);
@@ -654,11 +636,11 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         log_file_error(err, errlen, "checkpoint", path, "no dataset 'observables/loss/value'");
         goto out;
     }
-    for (int k = 0; k < N_OBSERVABLES; k++) {
+    for (int k = 0; k < HISTORY_COLUMNS; k++) {
         char name[96];
         const char *parts[3] = {"step", "time", "value"};
         for (int i = 0; i < 3; i++) {
-            snprintf(name, sizeof name, "observables/%s/%s", observable_names[k], parts[i]);
+            snprintf(name, sizeof name, "observables/%s/%s", history_column_names[k], parts[i]);
             if (expect_dims(file, path, name, 1, rows, err, errlen))
                 goto out;
         }
@@ -745,13 +727,13 @@ static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, cons
     int64_t *steps = xcalloc(n + 1, sizeof *steps);
     double *times = xcalloc(n + 1, sizeof *times), *values = xcalloc(n + 1, sizeof *values);
     struct mf_observables *rows = xcalloc(n + 1, sizeof *rows);
-    for (int k = 0; k < N_OBSERVABLES; k++) {
+    for (int k = 0; k < HISTORY_COLUMNS; k++) {
         char name[96];
-        snprintf(name, sizeof name, "observables/%s/value", observable_names[k]);
+        snprintf(name, sizeof name, "observables/%s/value", history_column_names[k]);
         if (n)
             read_all(file, name, dxpl, values, path);
         for (hsize_t i = 0; i < n; i++)
-            set_observable(&rows[i], k, values[i]);
+            history_set_column(&rows[i], k, values[i]);
     }
     if (n) {
         hid_t d = H5Dopen2(file, "observables/loss/step", H5P_DEFAULT);
@@ -773,7 +755,7 @@ static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, cons
     for (hsize_t i = 0; i < n; i++) {
         rows[i].step = steps[i];
         rows[i].time = times[i];
-        train_history_append(h, &rows[i], outputs ? outputs + i * h->out_size : NULL);
+        history_append(h, &rows[i], outputs ? outputs + i * h->out_size : NULL);
     }
     free(steps), free(times), free(values), free(rows), free(outputs);
 }

@@ -7,6 +7,7 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "log.h"
@@ -15,6 +16,7 @@
 MPI_Comm comm_init(int *argc, char ***argv)
 {
     MPI_Init(argc, argv);
+    log_set_abort(comm_abort); /* a fatal error on one rank ends every rank */
     return MPI_COMM_WORLD;
 }
 
@@ -210,3 +212,25 @@ void comm_abort(int status)
 }
 
 double comm_wtime(void) { return MPI_Wtime(); }
+
+void comm_report_timers(FILE *out, MPI_Comm comm)
+{
+    int rank = comm_rank(comm);
+    if (rank == 0)
+        fprintf(out, "%-12s %10s %10s %10s %8s %7s\n", "timer", "min [s]", "mean [s]",
+                "max [s]", "slowest", "% total");
+    double total_mean = 0;
+    for (int i = 0; i < TIMER_COUNT; i++) {
+        double min, mean, max;
+        int slowest;
+        comm_stats(timer_seconds(i), comm, &min, &mean, &max, &slowest);
+        if (i == TIMER_TOTAL)
+            total_mean = mean;
+        /* mpi wait and balance only when used */
+        if (rank == 0 && !((i == TIMER_MPI_WAIT || i == TIMER_BALANCE) && max == 0))
+            fprintf(out, "%-12s %10.3f %10.3f %10.3f %8d %6.1f%%\n", timer_name(i), min, mean,
+                    max, slowest, total_mean > 0 ? 100 * mean / total_mean : 0.0);
+    }
+    if (rank == 0)
+        fflush(out);
+}

@@ -289,11 +289,11 @@ static int cmd_train(int argc, char **argv, MPI_Comm comm)
         status = EXIT_OK;
     } else {
         status = train_run(&run, NULL);
-        timer_report(stdout, comm);
+        comm_report_timers(stdout, comm);
     }
     log_info("run directory: %s", cfg.output.dir);
 
-    train_history_free(&run.history);
+    history_free(&run.history);
     model_destroy(&model);
     data_free(&ds);
     return status;
@@ -363,7 +363,7 @@ static int cmd_info(int argc, char **argv, MPI_Comm comm)
     } else {
         printf("loss       no rows yet\n");
     }
-    train_history_free(&h);
+    history_free(&h);
     return EXIT_OK;
 }
 

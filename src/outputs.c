@@ -10,8 +10,8 @@
 
 #include "config.h"
 #include "data.h"
+#include "history.h"
 #include "log.h"
-#include "train.h"
 #include "version.h"
 
 enum { SERIES_STEP, SERIES_TIME, SERIES_LOSS, SERIES_TEST_LOSS, SERIES_TEST_ACCURACY,

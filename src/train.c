@@ -260,38 +260,13 @@ void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, st
     workspace_free(&w);
 }
 
-void train_history_append(struct mf_history *h, const struct mf_observables *row,
-                          const double *out)
-{
-    if (h->count == h->capacity) {
-        h->capacity = h->capacity ? 2 * h->capacity : 64;
-        struct mf_observables *rows = realloc(h->rows, (size_t)h->capacity * sizeof *rows);
-        double *outputs = realloc(h->outputs, (size_t)(h->capacity * h->out_size + 1) * 8);
-        if (!rows || !outputs)
-            log_fatal("out of memory for %lld observables rows", (long long)h->capacity);
-        h->rows = rows;
-        h->outputs = outputs;
-    }
-    if (h->out_size)
-        memcpy(h->outputs + h->count * h->out_size, out, (size_t)h->out_size * sizeof *out);
-    h->rows[h->count++] = *row;
-}
-
-void train_history_free(struct mf_history *h)
-{
-    free(h->rows);
-    free(h->outputs);
-    memset(h, 0, sizeof *h);
-}
-
-static const char *const metrics_header =
-    "step\ttime\tloss\ttest_loss\ttest_accuracy\tgrad_norm\tshallow_gap\tseconds_per_step\n";
-
+/* A metrics.tsv row: step, time and the history's columns. */
 static void write_row(FILE *f, const struct mf_observables *o)
 {
-    fprintf(f, "%lld\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\n", (long long)o->step,
-            o->time, o->loss, o->test_loss, o->test_accuracy, o->grad_norm, o->shallow_gap,
-            o->seconds_per_step);
+    fprintf(f, "%lld\t%.17g", (long long)o->step, o->time);
+    for (int i = 0; i < HISTORY_COLUMNS; i++)
+        fprintf(f, "\t%.17g", history_column(o, i));
+    fputc('\n', f);
     fflush(f);
 }
 
@@ -330,7 +305,10 @@ static FILE *open_metrics(const struct mf_run *run)
     FILE *f = fopen(path, "w");
     if (!f)
         log_fatal("cannot write %s", path);
-    fputs(metrics_header, f);
+    fputs("step\ttime", f);
+    for (int i = 0; i < HISTORY_COLUMNS; i++)
+        fprintf(f, "\t%s", history_column_names[i]);
+    fputc('\n', f);
     for (int64_t i = 0; i < run->history.count; i++)
         write_row(f, &run->history.rows[i]);
     return f;
@@ -455,7 +433,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             timer_start(TIMER_OUTPUT);
             o.grad_norm = sqrt(vv / n_particles);
             o.seconds_per_step = steps_since_row ? step_seconds / (double)steps_since_row : 0.0;
-            train_history_append(&run->history, &o, w.probe_out);
+            history_append(&run->history, &o, w.probe_out);
             if (metrics)
                 write_row(metrics, &o);
             if (outputs)

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 #include <mpi.h>
 
+#include "comm.h"
 #include "log.h"
 
 static int test_rank, test_ranks;
@@ -32,6 +33,7 @@ static int test_rank, test_ranks;
         MPI_Comm_rank(MPI_COMM_WORLD, &test_rank);                                             \
         MPI_Comm_size(MPI_COMM_WORLD, &test_ranks);                                            \
         log_set_rank(test_rank);                                                               \
+        log_set_abort(comm_abort);                                                             \
         if (test_ranks > 1)                                                                    \
             setenv("CMOCKA_TEST_ABORT", "1", 1);                                               \
         feenableexcept(FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW);                               \

@@ -329,8 +329,8 @@ static void check_rank_invariance(int arch, int64_t M, int skew, int share)
     assert_int_equal(train_run(&run_all, &o_all), 0);
     assert_int_equal(train_run(&run_alone, &o_alone), 0);
     assert_int_equal(run_all.history.count, 2); /* rows of steps 0 and 25 */
-    train_history_free(&run_all.history);
-    train_history_free(&run_alone.history);
+    history_free(&run_all.history);
+    history_free(&run_alone.history);
 
     const double *obs_all[] = {&o_all.loss, &o_all.test_loss, &o_all.grad_norm,
                                &o_all.shallow_gap};
