@@ -31,12 +31,11 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "rundir.h"
 
 struct mf_dataset;
 struct mf_history;
 struct mf_model;
-
-enum checkpoint_kind { CHECKPOINT_FULL, CHECKPOINT_SNAPSHOT };
 
 /* What a file says about itself. */
 struct checkpoint_header {
@@ -76,13 +75,5 @@ void checkpoint_read_history(const char *path, struct mf_history *history);
  * there is none; damaged or incomplete ones are skipped with a warning).
  * Returns the number of checkpoint files seen, usable or not. Collective. */
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm);
-
-/* Remove all but the newest `keep` checkpoints of a run directory.
- * Not collective (rank 0 calls it). */
-void checkpoint_prune(const char *run_dir, int64_t keep);
-
-/* File names inside a run directory. */
-void checkpoint_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
-                     size_t len);
 
 #endif

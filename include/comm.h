@@ -98,6 +98,14 @@ void comm_barrier(MPI_Comm comm);
 /* Abort every rank of the job with this exit status. Not collective. */
 noreturn void comm_abort(int status);
 
+/* Collective check after a step that may have failed on some ranks (a
+ * system call that only rank 0 made, say): unless ok holds everywhere, the
+ * lowest failing rank reports "fatal: MESSAGE" (formatted there, so errno
+ * is its own) and aborts the job. */
+#define MF_MESSAGE_MAX 1536
+void comm_fatal_unless(int ok, MPI_Comm comm, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* The table of every timer (timer.h) reduced over comm: min, mean, max, the
  * slowest rank and the share of the total; printed by rank 0. Collective. */
 void comm_report_timers(FILE *out, MPI_Comm comm);

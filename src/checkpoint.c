@@ -13,16 +13,12 @@
  */
 #include "checkpoint.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <hdf5.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "comm.h"
 #include "data.h"
@@ -30,16 +26,8 @@
 #include "history.h"
 #include "log.h"
 #include "model.h"
+#include "rundir.h"
 #include "version.h"
-
-void checkpoint_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
-                     size_t len)
-{
-    if (kind == CHECKPOINT_FULL)
-        snprintf(path, len, "%s/checkpoints/ckpt-%08lld.h5", run_dir, (long long)step);
-    else
-        snprintf(path, len, "%s/snapshots/snap-%08lld.h5", run_dir, (long long)step);
-}
 
 /* ---- writing ---- */
 
@@ -368,17 +356,6 @@ static void write_h5md(struct writer *w, MPI_Comm comm)
     H5Gclose(g);
 }
 
-/* fsync a file or directory by name; 0 or -1. */
-static int sync_path(const char *path)
-{
-    int fd = open(path, O_RDONLY);
-    if (fd < 0)
-        return -1;
-    int status = fsync(fd);
-    close(fd);
-    return status;
-}
-
 static hid_t parallel_fapl(MPI_Comm comm)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
@@ -416,11 +393,8 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     *strrchr(dir, '/') = 0;
 
     struct writer w = {.path = path, .root = comm_rank(comm) == 0, .d_out = m->d_out};
-    int ok = 1;
-    if (w.root && mkdir(dir, 0777) != 0 && errno != EEXIST)
-        ok = 0;
-    if (!comm_all_ok(ok, comm))
-        log_fatal("cannot create directory '%s': %s", dir, strerror(errno));
+    int ok = !w.root || rundir_mkdir(dir) == 0;
+    comm_fatal_unless(ok, comm, "cannot create directory '%s': %s", dir, strerror(errno));
 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fapl = parallel_fapl(comm);
@@ -454,11 +428,8 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     CHECK(&w, H5Fclose(w.file));
 
     /* Make the data durable, then give the file its name. */
-    ok = 1;
-    if (w.root)
-        ok = sync_path(tmp) == 0 && rename(tmp, path) == 0 && sync_path(dir) == 0;
-    if (!comm_all_ok(ok, comm))
-        log_fatal("cannot move '%s' into place: %s", tmp, strerror(errno));
+    ok = !w.root || rundir_publish(tmp, path) == 0;
+    comm_fatal_unless(ok, comm, "cannot move '%s' into place: %s", tmp, strerror(errno));
     return comm_wtime() - t0;
 }
 
@@ -820,40 +791,6 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
 
 /* ---- run directories ---- */
 
-/* Steps of the checkpoint files in run_dir/checkpoints, newest first. */
-static int64_t list_checkpoints(const char *run_dir, int64_t **steps)
-{
-    char dir[MF_PATH_MAX + 32];
-    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
-    int64_t n = 0, cap = 16;
-    *steps = xmalloc((size_t)cap * sizeof **steps);
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long long step;
-        int end = 0;
-        if (sscanf(e->d_name, "ckpt-%lld%n", &step, &end) != 1 || strcmp(e->d_name + end, ".h5"))
-            continue; /* also skips the .h5.tmp of an interrupted write */
-        if (n == cap) {
-            int64_t *more = xmalloc((size_t)(cap *= 2) * sizeof *more);
-            memcpy(more, *steps, (size_t)n * sizeof *more);
-            free(*steps);
-            *steps = more;
-        }
-        (*steps)[n++] = step;
-    }
-    closedir(d);
-    for (int64_t i = 1; i < n; i++) /* insertion sort, descending */
-        for (int64_t j = i; j > 0 && (*steps)[j] > (*steps)[j - 1]; j--) {
-            int64_t t = (*steps)[j];
-            (*steps)[j] = (*steps)[j - 1];
-            (*steps)[j - 1] = t;
-        }
-    return n;
-}
-
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm)
 {
     int seen = 0;
@@ -861,12 +798,12 @@ int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     if (comm_rank(comm) == 0) {
         int64_t *steps;
-        int64_t n = list_checkpoints(run_dir, &steps);
+        int64_t n = rundir_checkpoints(run_dir, &steps);
         seen = (int)n;
         for (int64_t i = 0; i < n && !path[0]; i++) {
             struct checkpoint_header hdr;
             char err[MF_ERR_MAX];
-            checkpoint_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
+            rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
             if (validate(path, &hdr, err, sizeof err) != 0 || hdr.kind != CHECKPOINT_FULL) {
                 log_warn("skipping %s", hdr.kind != CHECKPOINT_FULL ? path : err);
                 path[0] = 0;
@@ -877,17 +814,4 @@ int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm
     comm_bcast(&seen, sizeof seen, 0, comm);
     comm_bcast(path, (long)len, 0, comm);
     return seen;
-}
-
-void checkpoint_prune(const char *run_dir, int64_t keep)
-{
-    int64_t *steps;
-    int64_t n = list_checkpoints(run_dir, &steps);
-    for (int64_t i = keep; i < n; i++) {
-        char path[MF_PATH_MAX + 64];
-        checkpoint_path(run_dir, CHECKPOINT_FULL, steps[i], path, sizeof path);
-        if (unlink(path) != 0)
-            log_warn("cannot remove old checkpoint %s: %s", path, strerror(errno));
-    }
-    free(steps);
 }

@@ -7,6 +7,7 @@
 #include "comm.h"
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -199,6 +200,23 @@ int comm_first_failure(int ok, MPI_Comm comm)
     int in = ok ? size : comm_rank(comm), out;
     MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_MIN, comm);
     return out == size ? -1 : out;
+}
+
+void comm_fatal_unless(int ok, MPI_Comm comm, const char *fmt, ...)
+{
+    int first_bad = comm_first_failure(ok, comm);
+    if (first_bad < 0)
+        return;
+    if (comm_rank(comm) == first_bad) {
+        char message[MF_MESSAGE_MAX];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof message, fmt, ap);
+        va_end(ap);
+        log_fatal("%s", message);
+    }
+    MPI_Barrier(comm); /* never passed: the failing rank aborts the job */
+    comm_abort(1);
 }
 
 void comm_abort(int status)

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "model.h"
 #include "particles.h"
+#include "rundir.h"
 #include "stop.h"
 #include "timer.h"
 #include "train.h"
@@ -60,24 +61,6 @@ static void usage(FILE *out)
             "\n"
             "configuration keys (INI sections) and their defaults:\n");
     config_print_help(out);
-}
-
-/* mkdir -p. Returns 0 or -1 with errno set. */
-static int make_dirs(const char *path)
-{
-    char buf[MF_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = 0;
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return -1;
-    return 0;
 }
 
 /* Stop every rank with status if any rank failed; the lowest failing rank
@@ -186,23 +169,6 @@ static int resolve_restart(struct mf_config *cfg, const char *path,
     return 0;
 }
 
-/* Write the resolved configuration into a (new) run directory. */
-static int prepare_run_dir(const struct mf_config *cfg, char *err, size_t errlen)
-{
-    char path[MF_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/config.ini", cfg->output.dir);
-    FILE *f = NULL;
-    if (make_dirs(cfg->output.dir) != 0 || !(f = fopen(path, "w")))
-        return snprintf(err, errlen, "cannot create run directory '%s': %s", cfg->output.dir,
-                        strerror(errno)),
-               -1;
-    fprintf(f, "; resolved configuration written by mfres %s\n", mfres_version);
-    config_write(cfg, f);
-    if (fclose(f) != 0)
-        return snprintf(err, errlen, "cannot write %s", path), -1;
-    return 0;
-}
-
 static void print_banner(const struct mf_config *cfg, const struct mf_model *m, int ranks)
 {
     const struct mf_particles *p = &m->particles;
@@ -259,7 +225,7 @@ static int cmd_train(int argc, char **argv, MPI_Comm comm)
     agree_or_exit(status == 0, err, EXIT_USAGE, comm);
 
     /* Only now, with the whole input valid, touch the file system. */
-    status = comm_rank(comm) == 0 ? prepare_run_dir(&cfg, err, sizeof err) : 0;
+    status = comm_rank(comm) == 0 ? rundir_create(&cfg, err, sizeof err) : 0;
     agree_or_exit(status == 0, err, EXIT_RUNTIME, comm);
 
     struct mf_dataset ds = {.d_out = cfg.data.output_dim,

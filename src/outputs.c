@@ -3,6 +3,7 @@
  */
 #include "outputs.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "data.h"
 #include "history.h"
 #include "log.h"
+#include "rundir.h"
 #include "version.h"
 
 enum { SERIES_STEP, SERIES_TIME, SERIES_LOSS, SERIES_TEST_LOSS, SERIES_TEST_ACCURACY,
@@ -157,8 +159,8 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
     for (int64_t i = 0; i < history->count; i++)
         add_row(o, &history->rows[i], history->outputs + i * history->out_size);
     CHECK(o, H5Fflush(o->file, H5F_SCOPE_GLOBAL));
-    if (rename(tmp, o->path) != 0)
-        log_fatal("cannot move '%s' into place", tmp);
+    if (rundir_publish(tmp, o->path) != 0)
+        log_fatal("cannot move '%s' into place: %s", tmp, strerror(errno));
     return o;
 }
 

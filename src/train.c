@@ -30,6 +30,7 @@
 #include "model.h"
 #include "outputs.h"
 #include "rng.h"
+#include "rundir.h"
 #include "share.h"
 #include "stop.h"
 #include "timer.h"
@@ -285,13 +286,13 @@ static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
     const struct mf_config *cfg = run->cfg;
     char path[MF_PATH_MAX + 64];
     timer_start(TIMER_OUTPUT);
-    checkpoint_path(run->dir, kind, step, path, sizeof path);
+    rundir_path(run->dir, kind, step, path, sizeof path);
     double seconds = checkpoint_write(path, kind, cfg, run->ds, run->model, &run->history, step);
     if (kind == CHECKPOINT_FULL && comm_rank(run->model->comm) == 0) {
         int64_t bytes = cfg->model.layers * cfg->model.width * (2 * cfg->model.dim + 1) * 8;
         log_info("checkpoint %s: %.3g GB in %.2f s (%.3g GB/s)", path, bytes / 1e9, seconds,
                  bytes / 1e9 / seconds);
-        checkpoint_prune(run->dir, cfg->output.checkpoint_keep);
+        rundir_prune(run->dir, cfg->output.checkpoint_keep);
     }
     timer_stop(TIMER_OUTPUT);
     return seconds;

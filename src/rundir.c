@@ -1,0 +1,127 @@
+/*
+ * rundir: the run directory's layout and file-system steps (see rundir.h).
+ */
+#include "rundir.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "version.h"
+
+void rundir_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
+                 size_t len)
+{
+    if (kind == CHECKPOINT_FULL)
+        snprintf(path, len, "%s/checkpoints/ckpt-%08lld.h5", run_dir, (long long)step);
+    else
+        snprintf(path, len, "%s/snapshots/snap-%08lld.h5", run_dir, (long long)step);
+}
+
+int rundir_mkdir(const char *dir) { return mkdir(dir, 0777) != 0 && errno != EEXIST ? -1 : 0; }
+
+/* mkdir -p. Returns 0 or -1 with errno set. */
+static int make_dirs(const char *path)
+{
+    char buf[MF_PATH_MAX];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (rundir_mkdir(buf) != 0)
+            return -1;
+        *p = '/';
+    }
+    return rundir_mkdir(buf);
+}
+
+int rundir_create(const struct mf_config *cfg, char *err, size_t errlen)
+{
+    char path[MF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.ini", cfg->output.dir);
+    FILE *f = NULL;
+    if (make_dirs(cfg->output.dir) != 0 || !(f = fopen(path, "w")))
+        return snprintf(err, errlen, "cannot create run directory '%s': %s", cfg->output.dir,
+                        strerror(errno)),
+               -1;
+    fprintf(f, "; resolved configuration written by mfres %s\n", mfres_version);
+    config_write(cfg, f);
+    if (fclose(f) != 0)
+        return snprintf(err, errlen, "cannot write %s", path), -1;
+    return 0;
+}
+
+/* fsync a file or directory by name; 0 or -1 with errno. */
+static int sync_path(const char *path)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return -1;
+    int status = fsync(fd);
+    close(fd);
+    return status;
+}
+
+int rundir_publish(const char *tmp, const char *path)
+{
+    char dir[MF_PATH_MAX + 96] = ".";
+    const char *slash = strrchr(path, '/');
+    if (slash)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    return sync_path(tmp) == 0 && rename(tmp, path) == 0 && sync_path(dir) == 0 ? 0 : -1;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x < y) - (x > y);
+}
+
+int64_t rundir_checkpoints(const char *run_dir, int64_t **steps)
+{
+    char dir[MF_PATH_MAX + 32];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    int64_t n = 0, cap = 16;
+    *steps = xmalloc((size_t)cap * sizeof **steps);
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long step;
+        int end = 0;
+        if (sscanf(e->d_name, "ckpt-%lld%n", &step, &end) != 1 || strcmp(e->d_name + end, ".h5"))
+            continue; /* also skips the .h5.tmp of an interrupted write */
+        if (n == cap) {
+            int64_t *more = realloc(*steps, (size_t)(cap *= 2) * sizeof *more);
+            if (!more)
+                log_fatal("out of memory listing %s", dir);
+            *steps = more;
+        }
+        (*steps)[n++] = step;
+    }
+    closedir(d);
+    qsort(*steps, (size_t)n, sizeof **steps, newest_first);
+    return n;
+}
+
+void rundir_prune(const char *run_dir, int64_t keep)
+{
+    int64_t *steps;
+    int64_t n = rundir_checkpoints(run_dir, &steps);
+    for (int64_t i = keep; i < n; i++) {
+        char path[MF_PATH_MAX + 64];
+        rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, sizeof path);
+        if (unlink(path) != 0)
+            log_warn("cannot remove old checkpoint %s: %s", path, strerror(errno));
+    }
+    free(steps);
+}
