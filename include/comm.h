@@ -98,6 +98,11 @@ void comm_barrier(MPI_Comm comm);
 /* Abort every rank of the job with this exit status. Not collective. */
 noreturn void comm_abort(int status);
 
+/* Stop every rank with exit status `status` unless ok holds on all of
+ * them: the lowest failing rank prints "mfres: error: MESSAGE"; MPI is
+ * finalized cleanly (for bad input, found before any work). Collective. */
+void comm_agree_or_exit(int ok, const char *message, int status, MPI_Comm comm);
+
 /* Collective check after a step that may have failed on some ranks (a
  * system call that only rank 0 made, say): unless ok holds everywhere, the
  * lowest failing rank reports "fatal: MESSAGE" (formatted there, so errno

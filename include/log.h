@@ -12,6 +12,15 @@
 #include <stddef.h>
 #include <stdnoreturn.h>
 
+/* Exit statuses of mfres (also relied on by jobs/common.sh and the tests). */
+enum mf_exit {
+    MF_EXIT_OK = 0,       /* finished */
+    MF_EXIT_RUNTIME = 1,  /* runtime error (log_fatal, a failed write) */
+    MF_EXIT_USAGE = 2,    /* usage, configuration or input-file error */
+    MF_EXIT_STOPPED = 3,  /* stopped by a signal or max_time, with a checkpoint */
+    MF_EXIT_DIVERGED = 4, /* the loss or the gradient became NaN or Inf */
+};
+
 /* Remember this process's rank for message prefixes. Not collective. */
 void log_set_rank(int rank);
 

@@ -7,13 +7,16 @@
 #   MFRES_LAUNCHER      srun (default; srun --mpi=pmix) or mpirun
 #   MFRES_MAX_RESTARTS  requeues allowed after a clean stop (default 20)
 
+# mfres's exit statuses (enum mf_exit in include/log.h; a test keeps them equal)
+MFRES_EXIT_USAGE=2 MFRES_EXIT_STOPPED=3
+
 if [ -z "${MFRES:-}" ]; then
     MFRES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/mfres"
     [ -x "$MFRES" ] || MFRES=$(command -v mfres) || MFRES=
 fi
 if [ -z "$MFRES" ] || [ ! -x "$MFRES" ]; then
     echo "mfres job: cannot find the mfres binary; set MFRES=/path/to/mfres" >&2
-    exit 2
+    exit $MFRES_EXIT_USAGE
 fi
 MFRES_LAUNCHER=${MFRES_LAUNCHER:-srun}
 MFRES_MAX_RESTARTS=${MFRES_MAX_RESTARTS:-20}
@@ -24,7 +27,7 @@ export OPENBLAS_NUM_THREADS=1 # one rank per core
 # configuration, so bad input fails here, before any work.
 mfres_run_dir() {
     local resolved
-    resolved=$("$MFRES" config "$@") || exit 2
+    resolved=$("$MFRES" config "$@") || exit $MFRES_EXIT_USAGE
     sed -n 's/^dir = //p' <<< "$resolved"
 }
 
@@ -47,13 +50,13 @@ mfres_forward() {
 # Exits with mfres's status.
 mfres_train() {
     local dir restarts=${SLURM_RESTART_COUNT:-0} rc launch
-    dir=$(mfres_run_dir "$@") || exit 2
+    dir=$(mfres_run_dir "$@") || exit $MFRES_EXIT_USAGE
     mkdir -p "$dir" || exit 1
     exec > >(tee -a "$dir/job.log") 2>&1
     case "$MFRES_LAUNCHER" in
         srun) launch=(srun --mpi=pmix) ;;
         mpirun) launch=(mpirun) ;;
-        *) echo "mfres job: MFRES_LAUNCHER must be srun or mpirun, not '$MFRES_LAUNCHER'"; exit 2 ;;
+        *) echo "mfres job: MFRES_LAUNCHER must be srun or mpirun, not '$MFRES_LAUNCHER'"; exit $MFRES_EXIT_USAGE ;;
     esac
     echo "mfres job ${SLURM_JOB_ID:-(no job)}: start $((restarts + 1)) on $(hostname)," \
          "${SLURM_NTASKS:-?} tasks, launcher $MFRES_LAUNCHER, run directory $dir"
@@ -73,7 +76,7 @@ mfres_train() {
         kill -0 "$child" 2>/dev/null || break
     done
     trap - USR1 TERM
-    if [ "$rc" -eq 3 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
+    if [ "$rc" -eq "$MFRES_EXIT_STOPPED" ] && [ -n "${SLURM_JOB_ID:-}" ]; then
         if [ "$restarts" -lt "$MFRES_MAX_RESTARTS" ]; then
             echo "mfres job: stopped with a checkpoint; requeueing (restart $((restarts + 1))" \
                  "of at most $MFRES_MAX_RESTARTS)"
@@ -104,7 +107,7 @@ mfres_train() {
 mfres_study_entry() {
     [[ $2 =~ ^[1-9][0-9]*(:[1-9][0-9]*)?$ ]] && return
     echo "mfres study: $1 entry '$2' is not N or N:SEEDS (positive integers)" >&2
-    exit 2
+    exit $MFRES_EXIT_USAGE
 }
 
 # mfres_study_grid LAYERS WIDTH: the runs of the study, one "L M s" line each
@@ -112,7 +115,7 @@ mfres_study_entry() {
 # first.
 mfres_study_grid() {
     local L M S e d w seeds=${MFRES_STUDY_SEEDS:-8}
-    [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "mfres study: MFRES_STUDY_SEEDS='$seeds' is not a positive integer" >&2; exit 2; }
+    [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "mfres study: MFRES_STUDY_SEEDS='$seeds' is not a positive integer" >&2; exit $MFRES_EXIT_USAGE; }
     local depths=${MFRES_STUDY_DEPTHS:-$1} widths=${MFRES_STUDY_WIDTHS:-$2}
     for d in $depths; do
         mfres_study_entry MFRES_STUDY_DEPTHS "$d"
@@ -122,7 +125,7 @@ mfres_study_grid() {
             if (( MFRES_STUDY_PARTICLES % L )); then
                 echo "mfres study: MFRES_STUDY_PARTICLES = $MFRES_STUDY_PARTICLES is not a" \
                      "multiple of the depth $L" >&2
-                exit 2
+                exit $MFRES_EXIT_USAGE
             fi
             w=$((MFRES_STUDY_PARTICLES / L))
             [[ $d == *:* ]] && w="$w:${d#*:}"

@@ -219,6 +219,18 @@ void comm_fatal_unless(int ok, MPI_Comm comm, const char *fmt, ...)
     comm_abort(1);
 }
 
+void comm_agree_or_exit(int ok, const char *message, int status, MPI_Comm comm)
+{
+    int first_bad = comm_first_failure(ok, comm);
+    if (first_bad < 0)
+        return;
+    if (comm_rank(comm) == first_bad)
+        fprintf(stderr, "mfres: error: %s\n", message);
+    fflush(stderr);
+    comm_finalize();
+    exit(status);
+}
+
 void comm_abort(int status)
 {
     int initialized = 0, finalized = 0;

@@ -1,5 +1,5 @@
 /*
- * h5: shared helpers of the HDF5 readers (see h5.h).
+ * h5: what the HDF5 code of mfres shares (see h5.h).
  */
 #include "h5.h"
 
@@ -27,4 +27,31 @@ hid_t h5_open_read(const char *path, char *why, size_t len)
     if (file < 0)
         snprintf(why, len, "cannot open as HDF5 (truncated or damaged?)");
     return file;
+}
+
+hid_t h5_parallel_fapl(MPI_Comm comm)
+{
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    H5Pset_all_coll_metadata_ops(fapl, 1);
+    H5Pset_coll_metadata_write(fapl, 1);
+    H5Pset_file_locking(fapl, 0, 1); /* locks fail on many parallel file systems */
+    return fapl;
+}
+
+void h5_select_rows(hid_t space, const struct h5_rows *s, int lead)
+{
+    if (s->count == 0 || s->layers == 0) {
+        H5Sselect_none(space);
+        return;
+    }
+    hsize_t start[3], stride[3], count[3], block[3];
+    int r = 0;
+    if (lead)
+        start[r] = 0, stride[r] = 1, count[r] = 1, block[r] = 1, r++;
+    start[r] = s->first, stride[r] = s->rows_per_layer, count[r] = s->layers,
+    block[r] = s->count, r++;
+    if (s->width)
+        start[r] = 0, stride[r] = 1, count[r] = 1, block[r] = s->width, r++;
+    H5Sselect_hyperslab(space, H5S_SELECT_SET, start, stride, count, block);
 }

@@ -322,7 +322,7 @@ static int diverged(int root, int64_t step)
         fprintf(stderr, "mfres: diverged at step %lld: the loss or the gradient is NaN or Inf "
                         "(try a smaller train.lr); the last checkpoint is kept\n",
                 (long long)step);
-    return 4;
+    return MF_EXIT_DIVERGED;
 }
 
 static void balance_summary(const struct mf_model *m, const struct balance *b)
@@ -416,7 +416,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
                     fprintf(stderr, "mfres: stopped at step %lld (%s); checkpoint written, "
                                     "continue with --restart auto\n",
                             (long long)k, stop & SIGNALLED ? "signal" : "max_time reached");
-                status = 3;
+                status = MF_EXIT_STOPPED;
                 break;
             }
         }

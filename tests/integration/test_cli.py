@@ -157,3 +157,14 @@ def test_work_sharing_by_default_gives_way(tmp_path, small_config, monkeypatch):
     for col, values in read_metrics(tmp_path / "shared").items():
         if "time" not in col and "seconds" not in col:
             assert np.array_equal(read_metrics(tmp_path / "alone")[col], values, equal_nan=True), col
+
+
+def test_exit_statuses_agree_between_mfres_and_the_job_scripts():
+    """enum mf_exit (include/log.h) and the statuses jobs/common.sh acts on."""
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    header = open(os.path.join(root, "include", "log.h")).read()
+    enum = dict((name, int(v)) for name, v in re.findall(r"MF_EXIT_(\w+) = (\d+)", header))
+    assert enum == {"OK": 0, "RUNTIME": 1, "USAGE": 2, "STOPPED": 3, "DIVERGED": 4}
+    script = open(os.path.join(root, "jobs", "common.sh")).read()
+    shell = dict((name, int(v)) for name, v in re.findall(r"MFRES_EXIT_(\w+)=(\d+)", script))
+    assert shell and all(enum[name] == value for name, value in shell.items())

@@ -1,0 +1,229 @@
+/*
+ * cmd_train: `mfres train` and `mfres config` (see commands.h).
+ *
+ * train reads as: parse the command line and the configuration (every
+ * rank, identically), agree that all ranks succeeded, then (a fresh run, or
+ * a restart whose configuration agrees with its checkpoint) set up the run
+ * directory, the data and the particles, train, report, clean up.
+ */
+#include "commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "checkpoint.h"
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "history.h"
+#include "kernels.h"
+#include "log.h"
+#include "model.h"
+#include "rundir.h"
+#include "train.h"
+#include "version.h"
+
+/* The command line of `train`. */
+struct train_args {
+    const char *config;  /* CONFIG.ini */
+    const char *restart; /* NULL, "auto" or a checkpoint file */
+};
+
+/* Parse `train` arguments and read the configuration with its overrides,
+ * unresolved. Returns 0, or -1 with err. */
+static int read_config(int argc, char **argv, struct train_args *args, struct mf_config *cfg,
+                       char *err, size_t errlen)
+{
+    memset(args, 0, sizeof *args);
+    config_defaults(cfg);
+    for (int i = 2; i < argc; i++) {
+        const char *arg = argv[i];
+        if (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--restart")) {
+            if (i + 1 >= argc)
+                return snprintf(err, errlen, "%s needs a value (see mfres --help)", arg), -1;
+            if (!strcmp(arg, "--restart"))
+                args->restart = argv[i + 1];
+            i++;
+        } else if (arg[0] == '-') {
+            return snprintf(err, errlen, "unknown option '%s' (see mfres --help)", arg), -1;
+        } else if (args->config) {
+            return snprintf(err, errlen, "more than one configuration file ('%s', '%s')",
+                            args->config, arg),
+                   -1;
+        } else {
+            args->config = arg;
+        }
+    }
+    if (!args->config)
+        return snprintf(err, errlen, "train needs a configuration file (see mfres --help)"), -1;
+    if (config_read_file(cfg, args->config, err, errlen) != 0)
+        return -1;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--set") && config_set(cfg, argv[++i], err, errlen) != 0)
+            return -1;
+        if (!strcmp(argv[i], "--out")) {
+            char assignment[MF_PATH_MAX + 16];
+            snprintf(assignment, sizeof assignment, "output.dir=%s", argv[++i]);
+            if (config_set(cfg, assignment, err, errlen) != 0)
+                return -1;
+        }
+        if (!strcmp(argv[i], "--restart"))
+            i++;
+    }
+    return 0;
+}
+
+/* Resolve a fresh run's configuration, reading its data file if any. */
+static int resolve_fresh(struct mf_config *cfg, struct mf_data_file *file, char *err,
+                         size_t errlen)
+{
+    if (cfg->data.kind == MF_DATA_FILE && cfg->data.file[0] &&
+        data_read_file(cfg->data.file, file, err, errlen) != 0)
+        return -1;
+    return config_resolve(cfg, cfg->data.kind == MF_DATA_FILE ? &file->shape : NULL, err,
+                          errlen);
+}
+
+/* Resolve the configuration of a restart against the checkpoint's: the data
+ * come from the checkpoint, and every key but train.steps and [output] must
+ * agree. */
+static int resolve_restart(struct mf_config *cfg, const char *path,
+                           const struct checkpoint_header *hdr, char *err, size_t errlen)
+{
+    const struct mf_config *stored = &hdr->cfg;
+    if (hdr->kind != CHECKPOINT_FULL)
+        return snprintf(err, errlen,
+                        "checkpoint '%s': a snapshot (the measure only), not a checkpoint", path),
+               -1;
+    struct mf_data_shape shape = {
+        .rows = stored->data.samples + stored->data.test_samples,
+        .input_dim = stored->data.input_dim,
+        .output_dim = stored->data.output_dim,
+        .labels = stored->train.loss == MF_LOSS_CROSS_ENTROPY,
+    };
+    char why[MF_ERR_MAX / 2];
+    if (config_resolve(cfg, &shape, err, errlen) != 0)
+        return -1;
+    if (config_compare_for_restart(cfg, stored, why, sizeof why) != 0)
+        return snprintf(err, errlen, "configuration conflicts with checkpoint '%s': %s", path,
+                        why),
+               -1;
+    if (hdr->step > cfg->train.steps)
+        return snprintf(err, errlen, "checkpoint '%s' is at step %lld, beyond train.steps = %lld",
+                        path, (long long)hdr->step, (long long)cfg->train.steps),
+               -1;
+    return 0;
+}
+
+static void print_banner(const struct mf_config *cfg, const struct mf_model *m, int ranks)
+{
+    const struct mf_particles *p = &m->particles;
+    double n = (double)p->layers * (double)p->width;
+    log_info("mfres %s (%s)", mfres_version, mfres_compiler);
+    log_info("ranks %d, OpenBLAS core %s, %d particles per chunk", ranks, kernels_blas_core(),
+             MF_CHUNK);
+    log_info("model L = %lld, M = %lld, D = %d, %s, %s; %.3g particles, %.3g MB of state per "
+             "rank",
+             (long long)p->layers, (long long)p->width, p->dim,
+             config_activation_name(cfg->model.activation),
+             cfg->model.architecture == MF_ARCH_SHALLOW ? "shallow" : "resnet", n,
+             8.0 * (2 * p->dim + 1) * n / ranks / 1e6);
+    log_info("data %s: %lld train, %lld test samples, d_in = %lld, d_out = %lld",
+             config_data_kind_name(cfg->data.kind), (long long)cfg->data.samples,
+             (long long)cfg->data.test_samples, (long long)cfg->data.input_dim,
+             (long long)cfg->data.output_dim);
+    if (comm_rank(m->comm) == 0)
+        kernels_warn_generic_blas();
+}
+
+int cmd_train(int argc, char **argv, MPI_Comm comm)
+{
+    const double started = comm_wtime();
+    struct train_args args;
+    struct mf_config cfg;
+    struct mf_data_file file = {0};
+    struct checkpoint_header hdr;
+    char err[MF_ERR_MAX] = "", restart[MF_PATH_MAX + 64] = "";
+
+    int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
+    int seen = checkpoint_find_latest(cfg.output.dir, restart, sizeof restart, comm);
+    if (args.restart && strcmp(args.restart, "auto"))
+        snprintf(restart, sizeof restart, "%s", args.restart);
+    if (!args.restart && seen) {
+        snprintf(err, sizeof err,
+                 "run directory '%s' already holds checkpoints: continue it with --restart "
+                 "auto, or choose another --out",
+                 cfg.output.dir);
+        status = -1;
+    } else if (args.restart && !restart[0] && seen) {
+        snprintf(err, sizeof err,
+                 "none of the %d checkpoints in '%s/checkpoints' is usable (see the warnings "
+                 "above)",
+                 seen, cfg.output.dir);
+        status = -1;
+    } else if (restart[0]) {
+        status = checkpoint_open(restart, &hdr, err, sizeof err, comm) ||
+                 resolve_restart(&cfg, restart, &hdr, err, sizeof err);
+    } else {
+        status = resolve_fresh(&cfg, &file, err, sizeof err);
+    }
+    comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
+
+    /* Only now, with the whole input valid, touch the file system. */
+    status = comm_rank(comm) == 0 ? rundir_create(&cfg, err, sizeof err) : 0;
+    comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
+
+    struct mf_dataset ds = {.d_out = cfg.data.output_dim,
+                            .labels = cfg.train.loss == MF_LOSS_CROSS_ENTROPY};
+    struct mf_model model;
+    struct mf_run run = {.cfg = &cfg, .ds = &ds, .model = &model, .dir = cfg.output.dir,
+                         .started = started};
+    model_create(&model, &cfg, ds.d_out, comm);
+    double read_seconds = 0;
+    if (restart[0]) {
+        read_seconds = checkpoint_read(restart, &ds, &model, &run.history);
+        run.start = hdr.step;
+    } else {
+        data_build(&cfg, &file, &ds);
+        data_file_free(&file);
+    }
+    print_banner(&cfg, &model, comm_size(comm));
+    if (restart[0]) {
+        double gb = 8e-9 * (double)(cfg.model.layers * cfg.model.width * (2 * cfg.model.dim + 1));
+        log_info("restarting from %s (step %lld, written by %d ranks); read %.3g GB of "
+                 "particles in %.2f s (%.3g GB/s)",
+                 restart, (long long)hdr.step, hdr.ranks, gb, read_seconds, gb / read_seconds);
+    }
+
+    if (restart[0] && hdr.step == cfg.train.steps) {
+        log_info("the run is already complete at step %lld", (long long)hdr.step);
+        status = MF_EXIT_OK;
+    } else {
+        status = train_run(&run, NULL);
+        comm_report_timers(stdout, comm);
+    }
+    log_info("run directory: %s", cfg.output.dir);
+
+    history_free(&run.history);
+    model_destroy(&model);
+    data_free(&ds);
+    return status;
+}
+
+int cmd_config(int argc, char **argv, MPI_Comm comm)
+{
+    struct train_args args;
+    struct mf_config cfg;
+    struct mf_data_file file = {0};
+    char err[MF_ERR_MAX] = "";
+    int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    if (status == 0)
+        status = resolve_fresh(&cfg, &file, err, sizeof err);
+    comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
+    data_file_free(&file);
+    if (comm_rank(comm) == 0)
+        config_write(&cfg, stdout);
+    return MF_EXIT_OK;
+}
