@@ -74,12 +74,38 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
     return 0;
 }
 
-/* Resolve a fresh run's configuration, reading its data file if any. */
+/* Read the data file on rank 0 and broadcast it, so that a job of any size
+ * opens it once (not once per rank on a shared file system). Returns 0, or
+ * -1 with err, on every rank alike. Collective. */
+static int read_data_file(const char *path, struct mf_data_file *file, char *err,
+                          size_t errlen, MPI_Comm comm)
+{
+    int status = comm_rank(comm) == 0 ? data_read_file(path, file, err, errlen) : 0;
+    comm_bcast(&status, sizeof status, 0, comm);
+    if (status != 0) {
+        comm_bcast(err, (long)errlen, 0, comm);
+        return -1;
+    }
+    comm_bcast(&file->shape, sizeof file->shape, 0, comm);
+    const struct mf_data_shape *s = &file->shape;
+    const long x_count = (long)(s->rows * s->input_dim);
+    const long y_count = (long)(s->rows * (s->labels ? 1 : s->output_dim));
+    if (comm_rank(comm) != 0) {
+        file->x = xmalloc((size_t)x_count * sizeof(double));
+        file->y = xmalloc((size_t)y_count * sizeof(double));
+    }
+    comm_bcast(file->x, x_count * (long)sizeof(double), 0, comm);
+    comm_bcast(file->y, y_count * (long)sizeof(double), 0, comm);
+    return 0;
+}
+
+/* Resolve a fresh run's configuration, reading its data file if any.
+ * Collective. */
 static int resolve_fresh(struct mf_config *cfg, struct mf_data_file *file, char *err,
-                         size_t errlen)
+                         size_t errlen, MPI_Comm comm)
 {
     if (cfg->data.kind == MF_DATA_FILE && cfg->data.file[0] &&
-        data_read_file(cfg->data.file, file, err, errlen) != 0)
+        read_data_file(cfg->data.file, file, err, errlen, comm) != 0)
         return -1;
     return config_resolve(cfg, cfg->data.kind == MF_DATA_FILE ? &file->shape : NULL, err,
                           errlen);
@@ -167,7 +193,7 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
         status = checkpoint_open(restart, &hdr, err, sizeof err, comm) ||
                  resolve_restart(&cfg, restart, &hdr, err, sizeof err);
     } else {
-        status = resolve_fresh(&cfg, &file, err, sizeof err);
+        status = resolve_fresh(&cfg, &file, err, sizeof err, comm);
     }
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
 
@@ -220,7 +246,7 @@ int cmd_config(int argc, char **argv, MPI_Comm comm)
     char err[MF_ERR_MAX] = "";
     int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
     if (status == 0)
-        status = resolve_fresh(&cfg, &file, err, sizeof err);
+        status = resolve_fresh(&cfg, &file, err, sizeof err, comm);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
     data_file_free(&file);
     if (comm_rank(comm) == 0)

@@ -189,7 +189,10 @@ int comm_or(int bits, MPI_Comm comm)
 
 void comm_bcast(void *data, long bytes, int root, MPI_Comm comm)
 {
-    MPI_Bcast(data, (int)bytes, MPI_BYTE, root, comm);
+    const long slice = INT_MAX / 2; /* MPI counts are int */
+    for (long off = 0; off < bytes; off += slice)
+        MPI_Bcast((char *)data + off, (int)(bytes - off < slice ? bytes - off : slice), MPI_BYTE,
+                  root, comm);
 }
 
 void comm_barrier(MPI_Comm comm) { MPI_Barrier(comm); }

@@ -3,11 +3,12 @@ with exit status 2 and a message naming the problem, without hanging and
 without touching existing files."""
 import os
 import re
+import subprocess
 
 import numpy as np
 import pytest
 
-from conftest import mfres, read_metrics, write_config
+from conftest import ENV, MFRES, MPIRUN, mfres, read_metrics, write_config
 
 
 def test_help_lists_every_key_with_its_default(tmp_path, small_config):
@@ -168,3 +169,28 @@ def test_exit_statuses_agree_between_mfres_and_the_job_scripts():
     script = open(os.path.join(root, "jobs", "common.sh")).read()
     shell = dict((name, int(v)) for name, v in re.findall(r"MFRES_EXIT_(\w+)=(\d+)", script))
     assert shell and all(enum[name] == value for name, value in shell.items())
+
+
+def test_data_file_is_read_by_one_rank(tmp_path):
+    """Rank 0 reads the data file and broadcasts it: under strace, one
+    process of a 3-rank job opens it (a job of thousands of ranks would
+    otherwise open it thousands of times on a shared file system), and the
+    run uses it (its loss equals a 1-rank run's)."""
+    import h5py
+    data = tmp_path / "d.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(data, "w") as f:
+        f["x"], f["y"] = rng.standard_normal((50, 3)), rng.standard_normal((50, 2))
+    cfg = write_config(tmp_path / "d.ini", f"[data]\nkind = file\nfile = {data}\n"
+                       "samples = 40\ntest_samples = 10\n[train]\nsteps = 2\n"
+                       "[output]\nlog_every = 1\n")
+    trace = tmp_path / "trace"
+    proc = subprocess.run(["strace", "-f", "-e", "trace=openat", "-o", str(trace), *MPIRUN,
+                           "-n", "3", MFRES, "train", cfg, "--out", str(tmp_path / "three")],
+                          capture_output=True, text=True, timeout=120, env=ENV)
+    assert proc.returncode == 0, proc.stderr
+    opened = {line.split()[0] for line in open(trace) if str(data) in line}
+    assert len(opened) == 1, opened
+    mfres("train", cfg, "--out", tmp_path / "one", check=True)
+    np.testing.assert_allclose(read_metrics(tmp_path / "three")["loss"],
+                               read_metrics(tmp_path / "one")["loss"], rtol=1e-12)
