@@ -5,6 +5,21 @@
  * rank. log_fatal is the single fatal-error path: it prints rank, source
  * location and message, flushes, and aborts every rank of the job, so a
  * failure on one rank never leaves the others hanging in a collective.
+ *
+ * Errors, one convention:
+ *  - Below the entry points, a function that can meet bad input returns 0
+ *    or -1 and writes one message into the caller's (err, errlen): naming
+ *    the file ("checkpoint 'PATH': problem", log_file_error), or the
+ *    key and value ("[model] width: 0 is out of range").
+ *  - The entry points (the subcommands of commands.h, bench_main) decide:
+ *    bad input stops every rank together with MF_EXIT_USAGE before any file
+ *    is touched (comm_agree_or_exit: the lowest failing rank prints).
+ *  - What cannot go on (out of memory, a failed write of our own file, an
+ *    MPI error) is log_fatal: every rank ends with MF_EXIT_RUNTIME. A step
+ *    that only some ranks took (a system call of rank 0) is checked with
+ *    comm_fatal_unless, so the rank that failed reports its own errno.
+ *  - Exit statuses are enum mf_exit, below; jobs/common.sh names the ones
+ *    it acts on, and a test keeps the two equal.
  */
 #ifndef MFRES_LOG_H
 #define MFRES_LOG_H

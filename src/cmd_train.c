@@ -132,9 +132,8 @@ static int resolve_restart(struct mf_config *cfg, const char *path,
     if (config_resolve(cfg, &shape, err, errlen) != 0)
         return -1;
     if (config_compare_for_restart(cfg, stored, why, sizeof why) != 0)
-        return snprintf(err, errlen, "configuration conflicts with checkpoint '%s': %s", path,
-                        why),
-               -1;
+        return log_file_error(err, errlen, "checkpoint", path, "the configuration conflicts: %s",
+                              why);
     if (hdr->step > cfg->train.steps)
         return snprintf(err, errlen, "checkpoint '%s' is at step %lld, beyond train.steps = %lld",
                         path, (long long)hdr->step, (long long)cfg->train.steps),

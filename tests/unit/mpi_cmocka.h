@@ -26,7 +26,7 @@
 
 static int test_rank, test_ranks;
 
-#define MPI_CMOCKA_MAIN(group)                                                                 \
+#define MPI_CMOCKA_MAIN_WITH(group, setup, teardown)                                          \
     int main(int argc, char **argv)                                                            \
     {                                                                                          \
         MPI_Init(&argc, &argv);                                                                \
@@ -37,10 +37,13 @@ static int test_rank, test_ranks;
         if (test_ranks > 1)                                                                    \
             setenv("CMOCKA_TEST_ABORT", "1", 1);                                               \
         feenableexcept(FE_INVALID | FE_DIVBYZERO | FE_OVERFLOW);                               \
-        int failed = cmocka_run_group_tests(group, NULL, NULL);                                \
+        int failed = cmocka_run_group_tests(group, setup, teardown);                                \
         MPI_Finalize();                                                                        \
         return failed ? 1 : 0;                                                                 \
     }
+
+/* The same without group setup and teardown. */
+#define MPI_CMOCKA_MAIN(group) MPI_CMOCKA_MAIN_WITH(group, NULL, NULL)
 
 /* |a - b| <= rel * max(|a|, |b|) + abs_tol, with a readable failure. */
 #define assert_close(a, b, rel, abs_tol)                                                       \

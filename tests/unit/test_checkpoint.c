@@ -1,0 +1,242 @@
+/*
+ * Tests of checkpoint: a write -> read round trip on every rank count of the
+ * runner (particles, data, configuration, history and probe outputs come
+ * back exactly), the header, and every validation error path of
+ * checkpoint_open on files damaged by hand with HDF5's own API.
+ */
+#include "mpi_cmocka.h"
+
+#include <hdf5.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "comm.h"
+#include "config.h"
+#include "data.h"
+#include "history.h"
+#include "model.h"
+
+static char dir[256]; /* a directory of rank 0's, known to every rank */
+
+static void make_dir(void)
+{
+    if (test_rank == 0) {
+        strcpy(dir, "/tmp/mfres-test-checkpoint-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+    }
+    MPI_Bcast(dir, sizeof dir, MPI_CHAR, 0, MPI_COMM_WORLD);
+}
+
+static void resolved(struct mf_config *cfg, int64_t seed)
+{
+    char err[MF_ERR_MAX];
+    config_defaults(cfg);
+    cfg->model.layers = 3;
+    cfg->model.width = 300; /* three chunks: several ranks own some */
+    cfg->model.dim = 5;
+    cfg->data.samples = 11;
+    cfg->data.test_samples = 7;
+    cfg->data.probes = 5;
+    cfg->init.seed = seed;
+    if (config_resolve(cfg, NULL, err, sizeof err) != 0)
+        fail_msg("%s", err);
+}
+
+/* Three history rows with outputs, as training would leave them. */
+static void history_rows(struct mf_history *h, int64_t out_size)
+{
+    memset(h, 0, sizeof *h);
+    h->out_size = out_size;
+    double *out = malloc((size_t)out_size * sizeof *out);
+    for (int r = 0; r < 3; r++) {
+        struct mf_observables o = {.step = 10 * r, .time = 5.0 * r, .loss = 1.0 / (r + 1),
+                                   .test_loss = 2.0 / (r + 1), .test_accuracy = 0.5,
+                                   .grad_norm = 3.0 + r, .shallow_gap = 0.25,
+                                   .seconds_per_step = 0.125};
+        for (int64_t i = 0; i < out_size; i++)
+            out[i] = r + 0.001 * (double)i;
+        history_append(h, &o, out);
+    }
+    free(out);
+}
+
+static void write_good(const char *path, struct mf_config *cfg, struct mf_dataset *ds,
+                       struct mf_model *m, struct mf_history *h)
+{
+    resolved(cfg, 1);
+    data_build(cfg, NULL, ds);
+    model_create(m, cfg, ds->d_out, MPI_COMM_WORLD);
+    history_rows(h, cfg->data.probes * ds->d_out);
+    checkpoint_write(path, CHECKPOINT_FULL, cfg, ds, m, h, 30);
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    char path[512], err[MF_ERR_MAX] = "";
+    snprintf(path, sizeof path, "%s/round.h5", dir);
+    struct mf_config cfg, other;
+    struct mf_dataset ds, back = {0};
+    struct mf_model m, m2;
+    struct mf_history h, h2 = {0};
+    write_good(path, &cfg, &ds, &m, &h);
+
+    struct checkpoint_header hdr;
+    assert_int_equal(checkpoint_open(path, &hdr, err, sizeof err, MPI_COMM_WORLD), 0);
+    assert_int_equal(hdr.kind, CHECKPOINT_FULL);
+    assert_int_equal(hdr.step, 30);
+    assert_close(hdr.time, 30 * cfg.train.lr, 0, 0);
+    assert_int_equal(hdr.ranks, test_ranks);
+    assert_int_equal(config_compare_for_restart(&cfg, &hdr.cfg, err, sizeof err), 0);
+
+    resolved(&other, 2); /* other particles, which the read must replace */
+    model_create(&m2, &other, ds.d_out, MPI_COMM_WORLD);
+    if (m.particles.count > 0)
+        assert_memory_not_equal(m.particles.u, m2.particles.u, sizeof(double));
+    checkpoint_read(path, &back, &m2, &h2);
+    const struct mf_particles *p = &m.particles, *q = &m2.particles;
+    size_t n = (size_t)(p->layers * p->count);
+    assert_int_equal(q->count, p->count);
+    if (n) {
+        assert_memory_equal(p->u, q->u, n * (size_t)p->dim * sizeof(double));
+        assert_memory_equal(p->w, q->w, n * (size_t)p->dim * sizeof(double));
+        assert_memory_equal(p->b, q->b, n * sizeof(double));
+    }
+    assert_int_equal(back.train.n, ds.train.n);
+    assert_int_equal(back.test.n, ds.test.n);
+    assert_memory_equal(back.train.x, ds.train.x, (size_t)(ds.train.n * ds.train.d_in) * 8);
+    assert_memory_equal(back.test.y, ds.test.y, (size_t)(ds.test.n * ds.test.y_dim) * 8);
+    assert_int_equal(h2.count, 3);
+    assert_int_equal(h2.out_size, h.out_size);
+    assert_memory_equal(h2.rows, h.rows, 3 * sizeof *h.rows);
+    assert_memory_equal(h2.outputs, h.outputs, (size_t)(3 * h.out_size) * sizeof(double));
+
+    history_free(&h);
+    history_free(&h2);
+    model_destroy(&m);
+    model_destroy(&m2);
+    data_free(&ds);
+    data_free(&back);
+}
+
+/* Damage a copy of a good checkpoint on rank 0. */
+enum damage { MISSING, TEXT, TRUNCATED, CREATOR, INCOMPLETE, SHAPE, OBSERVABLES, OUTPUTS };
+
+static void damage(const char *good, const char *path, enum damage what)
+{
+    if (test_rank != 0)
+        return;
+    if (what == MISSING)
+        return;
+    FILE *in = fopen(good, "rb"), *out = fopen(path, "wb");
+    static char buf[1 << 16];
+    size_t n, total = 0;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0 && (what != TRUNCATED || total < 2048)) {
+        fwrite(buf, 1, what == TRUNCATED ? 2048 : n, out);
+        total += n;
+    }
+    fclose(in);
+    fclose(out);
+    if (what == TEXT) {
+        out = fopen(path, "w");
+        fputs("x,y\n1,2\n", out);
+        fclose(out);
+    }
+    if (what == TEXT || what == TRUNCATED)
+        return;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_file_locking(fapl, 0, 1);
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
+    assert_true(f >= 0);
+    if (what == CREATOR) {
+        assert_true(H5Adelete_by_name(f, "h5md/creator", "name", H5P_DEFAULT) >= 0);
+        hid_t t = H5Tcopy(H5T_C_S1), space = H5Screate(H5S_SCALAR), g = H5Gopen2(f, "h5md/creator", H5P_DEFAULT);
+        H5Tset_size(t, 5);
+        hid_t a = H5Acreate2(g, "name", t, space, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, t, "other");
+        H5Aclose(a), H5Gclose(g), H5Sclose(space), H5Tclose(t);
+    } else if (what == INCOMPLETE) {
+        assert_true(H5Adelete_by_name(f, "checkpoint", "complete", H5P_DEFAULT) >= 0);
+    } else {
+        const char *name = what == SHAPE         ? "particles/blocks/b/value"
+                           : what == OBSERVABLES ? "observables/loss/value"
+                                                 : "observables/output/value";
+        assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
+        if (what != OBSERVABLES) {
+            hsize_t dims[2] = {3, 2};
+            hid_t space = H5Screate_simple(2, dims, NULL);
+            hid_t d = H5Dcreate2(f, name, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT,
+                                 H5P_DEFAULT);
+            H5Dclose(d), H5Sclose(space);
+        }
+    }
+    H5Fclose(f);
+}
+
+static void test_validation_errors(void **state)
+{
+    (void)state;
+    char good[512];
+    snprintf(good, sizeof good, "%s/good.h5", dir);
+    struct mf_config cfg;
+    struct mf_dataset ds;
+    struct mf_model m;
+    struct mf_history h;
+    write_good(good, &cfg, &ds, &m, &h);
+    const struct {
+        enum damage what;
+        const char *message;
+    } cases[] = {
+        {MISSING, "cannot open: No such file or directory"},
+        {TEXT, "not an HDF5 file"},
+        {TRUNCATED, "cannot open as HDF5 (truncated or damaged?)"},
+        {CREATOR, "not an mfres file (written by 'other')"},
+        {INCOMPLETE, "incomplete (no complete = 1 in /checkpoint)"},
+        {SHAPE, "dataset 'particles/blocks/b/value' has shape [3][2], expected [1][900]"},
+        {OBSERVABLES, "no dataset 'observables/loss/value'"},
+        {OUTPUTS, "dataset 'observables/output/value' has shape [3][2], expected [3][5][1]"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char path[600], err[MF_ERR_MAX] = "", want[800];
+        snprintf(path, sizeof path, "%s/bad-%zu.h5", dir, i);
+        damage(good, path, cases[i].what);
+        MPI_Barrier(MPI_COMM_WORLD);
+        struct checkpoint_header hdr;
+        assert_int_equal(checkpoint_open(path, &hdr, err, sizeof err, MPI_COMM_WORLD), -1);
+        snprintf(want, sizeof want, "checkpoint '%s': %s", path, cases[i].message);
+        assert_string_equal(err, want); /* the same message on every rank */
+    }
+    history_free(&h);
+    model_destroy(&m);
+    data_free(&ds);
+}
+
+static int remove_dir(void **state)
+{
+    (void)state;
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (test_rank == 0) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+        return system(cmd);
+    }
+    return 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    make_dir();
+    return 0;
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_round_trip),
+    cmocka_unit_test(test_validation_errors),
+};
+
+MPI_CMOCKA_MAIN_WITH(tests, setup, remove_dir)
