@@ -82,6 +82,15 @@ $(BUILD)/mfres: $(BUILD)/obj/main.o $(BUILD)/libmfres.a
 	@echo "  LD      $@"
 	$(Q)$(MPICC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
+# The test build's one difference: checkpoint_write with its fault-injection
+# hook (MFRES_TEST_KILL_IN_WRITE), which ordinary builds do not contain.
+$(BUILD)/obj/checkpoint_write-faults.o: src/checkpoint_write.c | $(BUILD)/obj
+	$(Q)$(MPICC) $(CFLAGS) -DMFRES_FAULT_INJECTION -c $< -o $@
+
+$(BUILD)/mfres-faults: $(BUILD)/obj/main.o $(BUILD)/obj/checkpoint_write-faults.o $(BUILD)/libmfres.a
+	@echo "  LD      $@"
+	$(Q)$(MPICC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/mpi_cmocka.h $(BUILD)/libmfres.a | $(BUILD)/tests
 	@echo "  CC      $@"
 	$(Q)$(MPICC) $(CFLAGS) -Itests/unit $< $(BUILD)/libmfres.a $(LDFLAGS) $(LDLIBS) -o $@
@@ -122,8 +131,9 @@ mpi-tests: $(UNIT_TESTS)
 	$(Q)for n in 2 3 4; do for t in $(UNIT_TESTS); do \
 	    echo "== $$t ($$n ranks)"; $(MPIEXEC) -n $$n $$t || exit 1; done; done
 
-integration-tests: $(BUILD)/mfres $(TOOLS)
-	$(Q)MFRES=$(abspath $(BUILD)/mfres) MFRES_TOOLS=$(abspath $(BUILD)/tests) \
+integration-tests: $(BUILD)/mfres $(BUILD)/mfres-faults $(TOOLS)
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) MFRES_FAULTS=$(abspath $(BUILD)/mfres-faults) \
+	    MFRES_TOOLS=$(abspath $(BUILD)/tests) \
 	    MPIRUN="$(MPIEXEC)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The analysis scripts on runs made by mfres.

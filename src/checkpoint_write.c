@@ -327,17 +327,22 @@ static void write_h5md(struct writer *w, MPI_Comm comm)
     H5Gclose(g);
 }
 
-/* Testing aid: SIGKILL this process half-way through writing `path` when the
- * environment variable `name` holds its file name (e.g. ckpt-00000020.h5),
- * as a node failure would. The kill test uses it to hit the write window
- * deterministically. */
-static void crash_point(const char *path, const char *name)
+#ifdef MFRES_FAULT_INJECTION
+/* Testing aid, compiled only into build/mfres-faults (see the Makefile):
+ * SIGKILL this process half-way through writing `path` when the environment
+ * variable MFRES_TEST_KILL_IN_WRITE holds its file name (e.g.
+ * ckpt-00000020.h5), as a node failure would. The kill test uses it to hit
+ * the write window deterministically. */
+static void crash_point(const char *path)
 {
-    const char *target = getenv(name);
+    const char *target = getenv("MFRES_TEST_KILL_IN_WRITE");
     const char *base = strrchr(path, '/');
     if (target && !strcmp(target, base ? base + 1 : path))
         raise(SIGKILL);
 }
+#else
+static void crash_point(const char *path) { (void)path; }
+#endif
 
 double checkpoint_write(const char *path, enum checkpoint_kind kind, const struct mf_config *cfg,
                         const struct mf_dataset *ds, const struct mf_model *m,
@@ -370,7 +375,7 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     write_parameters(&w, cfg, full ? ds : NULL);
     write_particles(&w, &m->particles, stride, step, time);
     write_observables(&w, history);
-    crash_point(path, "MFRES_TEST_KILL_IN_WRITE");
+    crash_point(path);
 
     hid_t g = new_group(&w, w.file, "checkpoint");
     attr_text(&w, g, "kind", full ? "checkpoint" : "snapshot");

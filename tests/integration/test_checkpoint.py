@@ -124,8 +124,12 @@ checkpoint_keep = 3
 """
 
 
-def launch(cfg, run, env=ENV):
-    cmd = MPIRUN + ["-n", "2", MFRES, "train", cfg, "--out", str(run), "--restart", "auto"]
+# mfres with the fault-injection hook (MFRES_TEST_KILL_IN_WRITE); `make` builds it
+MFRES_FAULTS = os.environ.get("MFRES_FAULTS", os.path.abspath("build/mfres-faults"))
+
+
+def launch(cfg, run, env=ENV, binary=MFRES):
+    cmd = MPIRUN + ["-n", "2", binary, "train", cfg, "--out", str(run), "--restart", "auto"]
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                             start_new_session=True)
 
@@ -154,9 +158,13 @@ def test_kill_at_any_moment_then_restart(tmp_path):
     ref = tmp_path / "ref"
     mfres("train", cfg, "--out", ref, ranks=2, check=True, timeout=300)
     run = tmp_path / "run"
-    # A node failure half-way through writing checkpoint 30.
+    # A node failure half-way through writing checkpoint 30 (the hook is in
+    # the test build only: the ordinary binary runs to the end).
     env = dict(ENV, MFRES_TEST_KILL_IN_WRITE="ckpt-00000030.h5")
-    proc = launch(cfg, run, env)
+    ordinary = tmp_path / "ordinary"
+    assert launch(cfg, ordinary, env).wait(timeout=300) == 0
+    assert os.path.exists(ckpt(ordinary, 60))
+    proc = launch(cfg, run, env, MFRES_FAULTS)
     assert proc.wait(timeout=300) != 0
     assert os.path.exists(ckpt(run, 30) + ".tmp") and not os.path.exists(ckpt(run, 30))
     assert_all_checkpoints_whole(run)
