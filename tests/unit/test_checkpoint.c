@@ -123,7 +123,23 @@ static void test_round_trip(void **state)
 }
 
 /* Damage a copy of a good checkpoint on rank 0. */
-enum damage { MISSING, TEXT, TRUNCATED, CREATOR, INCOMPLETE, SHAPE, OBSERVABLES, OUTPUTS };
+enum damage {
+    MISSING, TEXT, TRUNCATED, NO_H5MD, CREATOR, VERSION, INCOMPLETE, HEADER, NO_CONFIG, STRIDE,
+    SHAPE, OBSERVABLES, OUTPUTS, DATA
+};
+
+/* Replace an integer attribute of obj with n values. */
+static void set_ints(hid_t f, const char *obj, const char *name, hid_t type, int n,
+                     const void *values)
+{
+    assert_true(H5Adelete_by_name(f, obj, name, H5P_DEFAULT) >= 0);
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = n > 1 ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    hid_t a = H5Acreate2(o, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, type, values);
+    H5Aclose(a), H5Oclose(o), H5Sclose(space);
+}
 
 static void damage(const char *good, const char *path, enum damage what)
 {
@@ -161,9 +177,22 @@ static void damage(const char *good, const char *path, enum damage what)
         H5Aclose(a), H5Gclose(g), H5Sclose(space), H5Tclose(t);
     } else if (what == INCOMPLETE) {
         assert_true(H5Adelete_by_name(f, "checkpoint", "complete", H5P_DEFAULT) >= 0);
+    } else if (what == NO_H5MD) {
+        assert_true(H5Ldelete(f, "h5md", H5P_DEFAULT) >= 0);
+    } else if (what == VERSION) {
+        const int version[2] = {2, 0};
+        set_ints(f, "h5md", "version", H5T_NATIVE_INT, 2, version);
+    } else if (what == HEADER) {
+        assert_true(H5Adelete_by_name(f, "checkpoint", "step", H5P_DEFAULT) >= 0);
+    } else if (what == NO_CONFIG) {
+        assert_true(H5Ldelete(f, "parameters/config", H5P_DEFAULT) >= 0);
+    } else if (what == STRIDE) {
+        const int64_t stride = 0;
+        set_ints(f, "checkpoint", "stride", H5T_NATIVE_INT64, 1, &stride);
     } else {
         const char *name = what == SHAPE         ? "particles/blocks/b/value"
                            : what == OBSERVABLES ? "observables/loss/value"
+                           : what == DATA        ? "parameters/data/x_train"
                                                  : "observables/output/value";
         assert_true(H5Ldelete(f, name, H5P_DEFAULT) >= 0);
         if (what != OBSERVABLES) {
@@ -194,11 +223,17 @@ static void test_validation_errors(void **state)
         {MISSING, "cannot open: No such file or directory"},
         {TEXT, "not an HDF5 file"},
         {TRUNCATED, "cannot open as HDF5 (truncated or damaged?)"},
+        {NO_H5MD, "not an mfres file (no /h5md/creator)"},
         {CREATOR, "not an mfres file (written by 'other')"},
+        {VERSION, "H5MD version 2.0, expected 1.1"},
         {INCOMPLETE, "incomplete (no complete = 1 in /checkpoint)"},
+        {HEADER, "/checkpoint lacks kind, step, time, stride, ranks or version"},
+        {NO_CONFIG, "no configuration (/parameters/config)"},
+        {STRIDE, "stored stride, width or dim is not positive"},
         {SHAPE, "dataset 'particles/blocks/b/value' has shape [3][2], expected [1][900]"},
         {OBSERVABLES, "no dataset 'observables/loss/value'"},
         {OUTPUTS, "dataset 'observables/output/value' has shape [3][2], expected [3][5][1]"},
+        {DATA, "dataset 'parameters/data/x_train' has shape [3][2], expected [11][4]"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[600], err[MF_ERR_MAX] = "", want[800];
