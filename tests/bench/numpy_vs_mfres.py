@@ -75,9 +75,9 @@ except ImportError:
     numpy_core = "unknown (no threadpoolctl)"
 cores = "one core" if a.cores == 1 else f"{a.cores} cores"
 print(f"step at L = {L}, M = {M}, D = {D}, B = {B}, {cores}, tanh, mse")
-print(f"  NumPy (reference.py)  {numpy_s:9.3f} s/step  (numpy {np.__version__}, "
+print(f"  NumPy (reference.py)  {numpy_s:10.6f} s/step  (numpy {np.__version__}, "
       f"OpenBLAS core {numpy_core}, {a.cores} BLAS thread(s), {100 * kernel_share:.0f}% of its "
       "CPU time in the kernel)")
-print(f"  mfres bench           {mfres_s:9.3f} s/step  (OpenBLAS core {mfres_core}, {a.cores} "
+print(f"  mfres bench           {mfres_s:10.6f} s/step  (OpenBLAS core {mfres_core}, {a.cores} "
       "rank(s))")
 print(f"  ratio                 {numpy_s / mfres_s:9.1f} x faster")
