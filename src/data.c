@@ -62,6 +62,8 @@ static void draw(uint64_t seed, int64_t sample, int set, int what, int normal, i
 /* Outputs of the teacher network on the inputs of s, written into s->y. */
 static void teacher_targets(const struct mf_config *cfg, struct mf_samples *s)
 {
+    if (s->n == 0)
+        return; /* an empty set: nothing to compute (and no buffers to pass on) */
     const int D = (int)cfg->model.dim;
     const int64_t L = cfg->data.teacher_layers, M = cfg->data.teacher_width;
     const double h = cfg->model.alpha / ((double)L * (double)M);
@@ -139,6 +141,8 @@ static void take_rows(const struct mf_data_file *f, int64_t first, int64_t n,
 {
     int64_t d_in = f->shape.input_dim, y_dim = f->shape.labels ? 1 : f->shape.output_dim;
     alloc_samples(s, n, d_in, y_dim);
+    if (n == 0)
+        return; /* no rows: the buffers are NULL */
     memcpy(s->x, f->x + first * d_in, (size_t)(n * d_in) * sizeof(double));
     memcpy(s->y, f->y + first * y_dim, (size_t)(n * y_dim) * sizeof(double));
 }

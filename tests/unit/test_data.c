@@ -198,6 +198,39 @@ static void test_file_with_targets(void **state)
     unlink(path);
 }
 
+/* No test samples, for every kind: an empty test set, no buffers touched
+ * (under UBSan a NULL passed to memcpy or memset would stop the test). */
+static void test_no_test_samples(void **state)
+{
+    (void)state;
+    const int kinds[] = {MF_DATA_TEACHER, MF_DATA_SINE, MF_DATA_SPIRALS, MF_DATA_FILE};
+    write_file("x", 10, 2, "y", 10, 3, 0, 1.0);
+    for (int i = 0; i < 4; i++) {
+        struct mf_config cfg;
+        struct mf_dataset ds;
+        struct mf_data_file file = {0};
+        char err[MF_ERR_MAX];
+        config_defaults(&cfg);
+        cfg.data.kind = kinds[i];
+        cfg.train.loss = kinds[i] == MF_DATA_SPIRALS ? MF_LOSS_CROSS_ENTROPY : MF_LOSS_MSE;
+        cfg.data.samples = 10;
+        cfg.data.test_samples = 0;
+        if (kinds[i] == MF_DATA_FILE) {
+            snprintf(cfg.data.file, sizeof cfg.data.file, "%s", path);
+            assert_int_equal(data_read_file(path, &file, err, sizeof err), 0);
+        }
+        if (config_resolve(&cfg, kinds[i] == MF_DATA_FILE ? &file.shape : NULL, err,
+                           sizeof err) != 0)
+            fail_msg("%s", err);
+        data_build(&cfg, &file, &ds);
+        assert_int_equal(ds.test.n, 0);
+        assert_int_equal(ds.train.n, 10);
+        data_free(&ds);
+        data_file_free(&file);
+    }
+    unlink(path);
+}
+
 static void test_bad_files(void **state)
 {
     (void)state;
@@ -223,6 +256,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_teacher_is_realizable),
     cmocka_unit_test(test_file_with_labels_and_split),
     cmocka_unit_test(test_file_with_targets),
+    cmocka_unit_test(test_no_test_samples),
     cmocka_unit_test(test_bad_files),
 };
 MPI_CMOCKA_MAIN(tests)
