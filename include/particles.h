@@ -75,6 +75,8 @@ void particles_free(struct mf_particles *p);
 void particles_layout(struct mf_particles *p, int64_t layers, int64_t width, int dim, int rank,
                       int ranks);
 int64_t particles_values(const struct mf_particles *p);
+/* 1 when every owned value (u, w, b) is finite, else 0. Not collective. */
+int particles_finite(const struct mf_particles *p);
 void particles_attach(struct mf_particles *p, double *values);
 
 /* Move particles between the ranks of comm so that rank r owns

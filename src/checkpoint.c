@@ -94,6 +94,86 @@ static int expect_dims(hid_t file, const char *path, const char *name, int rank,
 }
 
 /* The stored INI text, malloc'ed; NULL when missing. */
+/* 0 when dataset `name` holds 64-bit floats; else -1 with err saying what
+ * it holds (a float32 or integer rewrite would otherwise be converted on
+ * read without a word). */
+static int expect_float64(hid_t file, const char *path, const char *name, char *err,
+                          size_t errlen)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t t = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    H5T_class_t kind = t >= 0 ? H5Tget_class(t) : H5T_NO_CLASS;
+    size_t bits = t >= 0 ? 8 * H5Tget_size(t) : 0;
+    if (t >= 0)
+        H5Tclose(t);
+    if (d >= 0)
+        H5Dclose(d);
+    if (kind == H5T_FLOAT && bits == 64)
+        return 0;
+    return log_file_error(err, errlen, "checkpoint", path,
+                          "dataset '%s' holds %zu-bit %s, expected 64-bit floats", name, bits,
+                          kind == H5T_FLOAT ? "floats" : kind == H5T_INTEGER ? "integers"
+                                                                             : "values");
+}
+
+/* 0 when the file's three records of its step agree (the /checkpoint
+ * attributes, the particles' step datasets and the history) and the step
+ * lies in [0, train.steps]; else -1 with err. rows: history rows. */
+static int check_step(hid_t file, const char *path, const struct checkpoint_header *hdr,
+                      hsize_t rows, char *err, size_t errlen)
+{
+    const struct mf_config *c = &hdr->cfg;
+    const int64_t step = hdr->step;
+    if (step < 0 || step > c->train.steps)
+        return log_file_error(err, errlen, "checkpoint", path,
+                              "step %lld is outside [0, train.steps = %lld]", (long long)step,
+                              (long long)c->train.steps);
+    if (hdr->time != (double)step * c->train.lr)
+        return log_file_error(err, errlen, "checkpoint", path,
+                              "time %.17g is not step x lr = %.17g", hdr->time,
+                              (double)step * c->train.lr);
+    const char *names[3] = {"particles/blocks/u/step", "particles/blocks/w/step",
+                            "particles/blocks/b/step"};
+    for (int i = 0; i < 3; i++) {
+        int64_t stored = -1;
+        hid_t d = H5Dopen2(file, names[i], H5P_DEFAULT);
+        int ok = d >= 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &stored) >= 0;
+        if (d >= 0)
+            H5Dclose(d);
+        if (!ok || stored != step)
+            return log_file_error(err, errlen, "checkpoint", path,
+                                  "'%s' holds step %lld, the file says %lld", names[i],
+                                  (long long)stored, (long long)step);
+    }
+    /* The history: steps 0, ... increasing, all before the state's step, or
+     * up to it in the final checkpoint of a finished run. */
+    if (rows == 0) {
+        if (hdr->kind == CHECKPOINT_FULL || step != 0)
+            return log_file_error(err, errlen, "checkpoint", path,
+                                  "no history rows for a state at step %lld", (long long)step);
+        return 0;
+    }
+    int64_t *steps = xcalloc(rows, sizeof *steps);
+    hid_t d = H5Dopen2(file, "observables/loss/step", H5P_DEFAULT);
+    int ok = d >= 0 && H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, steps) >= 0;
+    if (d >= 0)
+        H5Dclose(d);
+    for (hsize_t i = 1; ok && i < rows; i++)
+        ok = steps[i] > steps[i - 1];
+    int64_t first = steps[0], last = steps[rows - 1];
+    free(steps);
+    if (!ok || first != 0)
+        return log_file_error(err, errlen, "checkpoint", path,
+                              "the history's steps do not increase from 0");
+    int final = step == c->train.steps && hdr->kind == CHECKPOINT_FULL;
+    if (final ? last != step : last >= step + (hdr->kind == CHECKPOINT_SNAPSHOT))
+        return log_file_error(err, errlen, "checkpoint", path,
+                              "the history ends at step %lld, which does not fit a %s at step "
+                              "%lld", (long long)last, final ? "finished run" : "state",
+                              (long long)step);
+    return 0;
+}
+
 static char *read_config_text(hid_t file)
 {
     if (H5Lexists(file, "parameters", H5P_DEFAULT) <= 0 ||
@@ -187,6 +267,10 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         expect_dims(file, path, "particles/blocks/id", 1, &N, err, errlen) ||
         expect_dims(file, path, "particles/blocks/u/step", 1, &one, err, errlen))
         goto out;
+    if (expect_float64(file, path, "particles/blocks/u/value", err, errlen) ||
+        expect_float64(file, path, "particles/blocks/w/value", err, errlen) ||
+        expect_float64(file, path, "particles/blocks/b/value", err, errlen))
+        goto out;
     hsize_t rows[3] = {0};
     if (dataset_dims(file, "observables/loss/value", rows) != 1) {
         log_file_error(err, errlen, "checkpoint", path, "no dataset 'observables/loss/value'");
@@ -207,6 +291,8 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
             expect_dims(file, path, "observables/output/step", 1, rows, err, errlen))
             goto out;
     }
+    if (check_step(file, path, hdr, rows[0], err, errlen) != 0)
+        goto out;
     if (hdr->kind == CHECKPOINT_FULL) {
         const int labels = c->train.loss == MF_LOSS_CROSS_ENTROPY;
         const hsize_t n[2] = {(hsize_t)c->data.samples, (hsize_t)c->data.test_samples};
@@ -216,7 +302,8 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
             hsize_t xd[2] = {n[i], (hsize_t)c->data.input_dim};
             hsize_t yd[2] = {n[i], (hsize_t)c->data.output_dim};
             if (expect_dims(file, path, names[i][0], 2, xd, err, errlen) ||
-                expect_dims(file, path, names[i][1], labels ? 1 : 2, yd, err, errlen))
+                expect_dims(file, path, names[i][1], labels ? 1 : 2, yd, err, errlen) ||
+                expect_float64(file, path, names[i][0], err, errlen))
                 goto out;
         }
         if (hdr->stride != 1) {

@@ -20,6 +20,7 @@
 #include "kernels.h"
 #include "log.h"
 #include "model.h"
+#include "particles.h"
 #include "rundir.h"
 #include "train.h"
 #include "version.h"
@@ -196,10 +197,6 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     }
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
 
-    /* Only now, with the whole input valid, touch the file system. */
-    status = comm_rank(comm) == 0 ? rundir_create(&cfg, err, sizeof err) : 0;
-    comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
-
     struct mf_dataset ds = {.d_out = cfg.data.output_dim,
                             .labels = cfg.train.loss == MF_LOSS_CROSS_ENTROPY};
     struct mf_model model;
@@ -210,10 +207,18 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     if (restart[0]) {
         read_seconds = checkpoint_read(restart, &ds, &model, &run.history);
         run.start = hdr.step;
+        snprintf(err, sizeof err, "checkpoint '%s': particle values that are not finite (NaN "
+                 "or Inf)", restart);
+        comm_agree_or_exit(particles_finite(&model.particles), err, MF_EXIT_USAGE, comm);
     } else {
         data_build(&cfg, &file, &ds);
         data_file_free(&file);
     }
+
+    /* Only now, with the whole input valid (a checkpoint read and checked),
+     * touch the run directory. */
+    status = comm_rank(comm) == 0 ? rundir_create(&cfg, err, sizeof err) : 0;
+    comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
     print_banner(&cfg, &model, comm_size(comm));
     if (restart[0]) {
         double gb = 8e-9 * (double)(cfg.model.layers * cfg.model.width * (2 * cfg.model.dim + 1));

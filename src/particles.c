@@ -33,6 +33,17 @@ int64_t particles_values(const struct mf_particles *p)
     return p->layers * p->count * (2 * (int64_t)p->dim + 1);
 }
 
+int particles_finite(const struct mf_particles *p)
+{
+    const int64_t n = p->layers * p->count, nd = n * p->dim;
+    int finite = 1;
+    for (int64_t i = 0; i < nd; i++)
+        finite &= isfinite(p->u[i]) && isfinite(p->w[i]);
+    for (int64_t i = 0; i < n; i++)
+        finite &= isfinite(p->b[i]) != 0;
+    return finite;
+}
+
 void particles_attach(struct mf_particles *p, double *values)
 {
     const int64_t n = p->layers * p->count;

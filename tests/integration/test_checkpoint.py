@@ -435,6 +435,68 @@ def test_wrong_shape(tmp_path, small_config, reference):
                 "dataset 'particles/blocks/u/value' has shape [1][10][4], expected [1][900][4]")
 
 
+def forged(f, step=None, time=None, particles_step=None):
+    if step is not None:
+        f["checkpoint"].attrs["step"] = np.int64(step)
+    if time is not None:
+        f["checkpoint"].attrs["time"] = np.float64(time)
+    if particles_step is not None:
+        for k in "uwb":
+            f[f"particles/blocks/{k}/step"][0] = particles_step
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: forged(f, step=-1), "step -1 is outside [0, train.steps = 40]"),
+    (lambda f: forged(f, step=30), "time 4 is not step x lr = 6"),
+    (lambda f: forged(f, step=20, time=4.0, particles_step=10),
+     "'particles/blocks/u/step' holds step 10, the file says 20"),
+    (lambda f: forged(f, step=40, time=8.0, particles_step=40),
+     "the history ends at step 10, which does not fit a finished run at step 40"),
+], ids=["negative step", "step and time disagree", "particles of another step",
+        "a finished run's step on a mid-run state"])
+def test_forged_step(tmp_path, small_config, reference, edit, message):
+    """A checkpoint's step, time, particle steps and history must agree
+    (checkpoint 20 of a 40-step run, rows at steps 0 and 10)."""
+    bad_restart(tmp_path, small_config, reference, edited_copy(tmp_path, reference, edit),
+                message)
+
+
+@pytest.mark.parametrize("dtype, holds", [(np.float32, "32-bit floats"),
+                                          (np.int64, "64-bit integers")])
+def test_particles_of_another_type(tmp_path, small_config, reference, dtype, holds):
+    def edit(f):
+        u = f["particles/blocks/u/value"][()]
+        del f["particles/blocks/u/value"]
+        f["particles/blocks/u/value"] = u.astype(dtype)
+    bad_restart(tmp_path, small_config, reference, edited_copy(tmp_path, reference, edit),
+                f"dataset 'particles/blocks/u/value' holds {holds}, expected 64-bit floats")
+
+
+def test_non_finite_particles_change_nothing(tmp_path, small_config, reference):
+    """A NaN among the particles: exit 2 once the file is read, before
+    metrics.tsv, outputs.h5 or config.ini of the run are touched."""
+    def edit(f):
+        f["particles/blocks/w/value"][0, 123, 1] = np.nan
+    path = edited_copy(tmp_path, reference, edit)
+    before = tree_digest(reference)
+    proc = mfres("train", small_config, "--out", reference, "--restart", path, ranks=2,
+                 timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert f"checkpoint '{path}': particle values that are not finite" in proc.stderr
+    assert proc.stderr.count("mfres: error:") == 1
+    assert tree_digest(reference) == before
+
+
+def test_restart_auto_skips_a_forged_newest_checkpoint(tmp_path, small_config, reference):
+    with h5py.File(ckpt(reference, 40), "r+") as f:
+        forged(f, step=-1)
+    proc = mfres("train", small_config, "--set", "train.steps=50", "--out", reference,
+                 "--restart", "auto", ranks=2, check=True)
+    assert "skipping" in proc.stderr and "step -1 is outside" in proc.stderr
+    assert "ckpt-00000020.h5" in proc.stdout
+    assert read_metrics(reference)["step"][-1] == 50
+
+
 def test_incomplete_file(tmp_path, small_config, reference):
     path = edited_copy(tmp_path, reference, lambda f: f["checkpoint"].attrs.__delitem__("complete"))
     bad_restart(tmp_path, small_config, reference, path, "incomplete (no complete = 1")
