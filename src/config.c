@@ -372,6 +372,25 @@ int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char
         return fail(err, errlen, "model.dim = %lld is larger than 65536",
                     (long long)cfg->model.dim),
                -1;
+    /* Sizes computed from input stay far from overflow: a set holds at most
+     * 2^31 samples (of at most 65536 columns), a network at most 2^40
+     * particles. */
+    const int64_t max_samples = INT32_MAX;
+    const struct {
+        const char *key;
+        int64_t value;
+    } counts[] = {{"data.samples", cfg->data.samples},
+                  {"data.test_samples", cfg->data.test_samples}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        if (counts[i].value > max_samples)
+            return fail(err, errlen, "%s = %lld is larger than %lld", counts[i].key,
+                        (long long)counts[i].value, (long long)max_samples),
+                   -1;
+    if (cfg->data.teacher_layers > (INT64_C(1) << 40) / cfg->data.teacher_width)
+        return fail(err, errlen,
+                    "data.teacher_layers x data.teacher_width = %lld x %lld is too many particles",
+                    (long long)cfg->data.teacher_layers, (long long)cfg->data.teacher_width),
+               -1;
     if (cfg->model.layers > (INT64_C(1) << 40) / cfg->model.width)
         return fail(err, errlen, "model.layers x model.width = %lld x %lld is too many particles",
                     (long long)cfg->model.layers, (long long)cfg->model.width),

@@ -49,6 +49,12 @@ def bad_run(tmp_path, text, *extra, ranks=2):
      "data.file '/nonexistent/data.h5': cannot open: No such file or directory"),
     ("[data]\nsamples = 100\n[train]\nbatch = 101\n",
      "train.batch = 101 is larger than data.samples = 100"),
+    ("[data]\nsamples = 2305843009213693953\n",
+     "data.samples = 2305843009213693953 is larger than 2147483647"),
+    ("[data]\ntest_samples = 4611686018427387904\n",
+     "data.test_samples = 4611686018427387904 is larger than 2147483647"),
+    ("[data]\nteacher_layers = 4294967296\nteacher_width = 4294967296\n",
+     "data.teacher_layers x data.teacher_width = 4294967296 x 4294967296 is too many"),
 ])
 def test_bad_configuration_exits_2_on_every_rank(tmp_path, text, message):
     proc, cfg = bad_run(tmp_path, text)
