@@ -41,7 +41,7 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
         if (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--restart")) {
-            if (i + 1 >= argc)
+            if (i + 1 >= argc || !argv[i + 1][0])
                 return snprintf(err, errlen, "%s needs a value (see mfres --help)", arg), -1;
             if (!strcmp(arg, "--restart"))
                 args->restart = argv[i + 1];

@@ -14,6 +14,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 enum key_type { KEY_INT, KEY_REAL, KEY_CHOICE, KEY_PATH };
 
@@ -245,13 +246,44 @@ static int read_stream(struct mf_config *cfg, FILE *file, const char *path, char
     return -1;
 }
 
+/* A configuration is a text file of at most this many bytes. */
+#define CONFIG_MAX_BYTES (1 << 20)
+
 int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
 {
+    /* Only regular files: a directory would read as empty, a FIFO or a
+     * device could block or never end. */
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+    if (!S_ISREG(st.st_mode))
+        return fail(err, errlen, "%s: not a regular file", path), -1;
+    if (st.st_size > CONFIG_MAX_BYTES)
+        return fail(err, errlen, "%s: %lld bytes, more than a configuration's %d",
+                    path, (long long)st.st_size, CONFIG_MAX_BYTES),
+               -1;
     FILE *file = fopen(path, "r");
     if (!file)
         return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
-    int status = read_stream(cfg, file, path, err, errlen);
+    /* Read it whole: a NUL byte would silently cut a line short. */
+    char *text = malloc((size_t)st.st_size + 1);
+    size_t n = text ? fread(text, 1, (size_t)st.st_size, file) : 0;
     fclose(file);
+    if (!text)
+        return fail(err, errlen, "%s: out of memory reading it", path), -1;
+    text[n] = 0;
+    const char *nul = memchr(text, 0, n);
+    int status;
+    if (nul) {
+        int line = 1;
+        for (const char *c = text; c < nul; c++)
+            line += *c == '\n';
+        fail(err, errlen, "%s:%d: a NUL byte in the text", path, line);
+        status = -1;
+    } else {
+        status = config_read_string(cfg, text, path, err, errlen);
+    }
+    free(text);
     return status;
 }
 

@@ -6,10 +6,16 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 hid_t h5_open_read(const char *path, char *why, size_t len)
 {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* callers write their own messages */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) { /* a FIFO or device could block */
+        snprintf(why, len, "not a regular file");
+        return H5I_INVALID_HID;
+    }
     FILE *probe = fopen(path, "rb");
     if (!probe) {
         snprintf(why, len, "cannot open: %s", strerror(errno));

@@ -76,6 +76,8 @@ def test_bad_override(tmp_path):
     (["train", "a.ini", "--bogus"], "unknown option '--bogus'"),
     (["train", "a.ini", "b.ini"], "more than one configuration file"),
     (["train", "a.ini", "--set"], "--set needs a value"),
+    (["train", "a.ini", "--restart", ""], "--restart needs a value"),
+    (["train", "a.ini", "--out", ""], "--out needs a value"),
     (["fly"], "unknown command 'fly'"),
     ([], "no command"),
 ])
@@ -200,3 +202,25 @@ def test_data_file_is_read_by_one_rank(tmp_path):
     mfres("train", cfg, "--out", tmp_path / "one", check=True)
     np.testing.assert_allclose(read_metrics(tmp_path / "three")["loss"],
                                read_metrics(tmp_path / "one")["loss"], rtol=1e-12)
+
+
+def test_inputs_that_are_not_regular_files(tmp_path, small_config):
+    """A directory, a FIFO or a device as the configuration, or a FIFO as the
+    checkpoint: exit 2 at once naming it (a FIFO used to block forever, a
+    directory to train the defaults), and a NUL byte inside the text is an
+    error on its line rather than a value cut short."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    nul = tmp_path / "nul.ini"
+    nul.write_bytes(b"[model]\nwidth = 1\x006\n")
+    for config, message in ((tmp_path, f"{tmp_path}: not a regular file"),
+                            (fifo, f"{fifo}: not a regular file"),
+                            ("/dev/zero", "/dev/zero: not a regular file"),
+                            (nul, f"{nul}:2: a NUL byte in the text")):
+        proc = mfres("train", config, "--out", tmp_path / "run", ranks=2, timeout=30)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = mfres("train", small_config, "--out", tmp_path / "run", "--restart", fifo, ranks=2,
+                 timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    assert f"checkpoint '{fifo}': not a regular file" in proc.stderr
+    assert not os.path.exists(tmp_path / "run")
