@@ -146,13 +146,13 @@ slurm-tests: $(BUILD)/mfres
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/slurm
 
 # Sanitizer build: unit tests on 1 and 2 ranks, then the program itself
-# through the integration tests of runs, the command line and checkpoints
-# (all but those that time signals, pin cores, need the fault-injection build
-# or measure speed). Leak checking (serial unit runs) keeps Open MPI's
+# through the integration tests of runs, the command line and a selection of
+# the checkpoint tests (none that time signals, pin cores, need the
+# fault-injection build or measure speed). Leak checking (serial unit runs) keeps Open MPI's
 # components loaded and unwinds slowly so that its own never-freed
 # allocations are attributed to it and suppressed; ours are not.
-SANITIZE_SKIP := not kill and not uneven and not signal and not second_sigint and \
-    not generic_openblas and not work_sharing and not data_file_is_read
+SANITIZE_SELECT := (test_runs or test_cli or same_ranks or forged or another_type or \
+    non_finite or layout) and not generic_openblas and not work_sharing and not data_file_is_read
 ASAN_SERIAL := OMPI_MCA_mca_base_component_disable_dlclose=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
@@ -162,7 +162,7 @@ sanitize-check: $(UNIT_TESTS) $(BUILD)/mfres
 	    $(MPIEXEC) -n 2 -x ASAN_OPTIONS=detect_leaks=0 $$t || exit 1; done
 	$(Q)echo "== $(BUILD)/mfres (asan): integration tests"; \
 	ASAN_OPTIONS=detect_leaks=0 MFRES=$(abspath $(BUILD)/mfres) MPIRUN="$(MPIEXEC)" \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider -k "$(SANITIZE_SKIP)" \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider -k "$(SANITIZE_SELECT)" \
 	    tests/integration/test_runs.py tests/integration/test_cli.py \
 	    tests/integration/test_checkpoint.py
 
