@@ -98,8 +98,9 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
             o->activation = probe.model.activation;
         } else {
             char *end;
+            errno = 0;
             *field = strtoll(v, &end, 10);
-            if (*end || *field < 1)
+            if (*end || end == v || errno || *field < 1) /* errno: beyond int64 */
                 return snprintf(err, errlen, "bench: %s needs a positive integer, not '%s'", a, v),
                        -1;
         }
@@ -390,8 +391,11 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     cfg.data.samples = o.batch;
     cfg.data.test_samples = 0;
     cfg.train.lr = 1e-3; /* small: the state stays sane for any number of steps */
-    if (config_resolve(&cfg, NULL, err, sizeof err) != 0)
-        log_fatal("bench: %s", err);
+    if (config_resolve(&cfg, NULL, err, sizeof err) != 0) { /* the same on every rank */
+        if (rank == 0)
+            fprintf(stderr, "mfres: error: bench: %s\n", err);
+        return MF_EXIT_USAGE;
+    }
 
     struct mf_dataset ds;
     data_build(&cfg, NULL, &ds);

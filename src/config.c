@@ -139,8 +139,11 @@ static int parse_value(struct mf_config *cfg, const struct key *k, const char *t
     }
     case KEY_REAL: {
         double v = strtod(text, &end);
-        if (end == text || *end || errno || !isfinite(v))
+        const int out_of_range = errno == ERANGE; /* an underflow keeps its tiny value */
+        if (end == text || *end || (!out_of_range && !isfinite(v)))
             return fail(err, errlen, "'%s' is not a finite number", text), -1;
+        if (!isfinite(v))
+            return fail(err, errlen, "'%s' is beyond the range of a double", text), -1;
         if (k->min_open ? !(v > k->min) : !(v >= k->min))
             return fail(err, errlen, "%s is out of range (must be %s %g)", text,
                         k->min_open ? ">" : ">=", k->min),

@@ -56,6 +56,10 @@ def test_bench_bad_option():
     assert proc.returncode == 2 and "bench: unknown option '--widht'" in proc.stderr
     proc = mfres("bench", "--steps", "0")
     assert proc.returncode == 2 and "--steps needs a positive integer" in proc.stderr
+    proc = mfres("bench", "--width", "99999999999999999999")  # beyond int64: not saturated
+    assert proc.returncode == 2 and "--width needs a positive integer" in proc.stderr
+    proc = mfres("bench", "--layers", "2000000", "--width", "2000000", ranks=2)
+    assert proc.returncode == 2 and "bench: model.layers x model.width" in proc.stderr
 
 
 def test_bench_waits_log(tmp_path):

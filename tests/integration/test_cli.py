@@ -224,3 +224,12 @@ def test_inputs_that_are_not_regular_files(tmp_path, small_config):
     assert proc.returncode == 2, proc.stderr
     assert f"checkpoint '{fifo}': not a regular file" in proc.stderr
     assert not os.path.exists(tmp_path / "run")
+
+
+def test_real_values_at_the_ends_of_the_double_range(tmp_path, small_config):
+    """lr = 1e-320 (an underflow to a subnormal) is a number and kept;
+    1e999 is refused as beyond the range of a double, not as 'not finite'."""
+    proc = mfres("config", small_config, "--set", "train.lr=1e-320", check=True)
+    assert float(re.search(r"^lr = (\S+)$", proc.stdout, re.M)[1]) == 1e-320
+    proc = mfres("config", small_config, "--set", "train.lr=1e999")
+    assert proc.returncode == 2 and "'1e999' is beyond the range of a double" in proc.stderr
