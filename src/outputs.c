@@ -16,10 +16,10 @@
 #include "rundir.h"
 #include "version.h"
 
-enum { SERIES_STEP, SERIES_TIME, SERIES_LOSS, SERIES_TEST_LOSS, SERIES_TEST_ACCURACY,
-       SERIES_OUTPUT, N_SERIES };
-static const char *const series_names[N_SERIES] = {"step",      "time",          "loss",
-                                                   "test_loss", "test_accuracy", "output"};
+/* The series: step, time, the first SERIES_COLUMNS columns of the history
+ * (loss, test_loss, test_accuracy) and the outputs. */
+#define SERIES_COLUMNS 3
+enum { SERIES_STEP, SERIES_TIME, SERIES_OUTPUT = SERIES_TIME + SERIES_COLUMNS + 1, N_SERIES };
 
 struct mf_outputs {
     char path[MF_PATH_MAX + 32];
@@ -102,10 +102,12 @@ static void append_row(struct mf_outputs *o, hid_t d, hid_t type, const void *va
 
 static void add_row(struct mf_outputs *o, const struct mf_observables *row, const double *out)
 {
-    const double values[] = {row->time, row->loss, row->test_loss, row->test_accuracy};
     append_row(o, o->series[SERIES_STEP], H5T_NATIVE_INT64, &row->step);
-    for (int i = SERIES_TIME; i <= SERIES_TEST_ACCURACY; i++)
-        append_row(o, o->series[i], H5T_NATIVE_DOUBLE, &values[i - SERIES_TIME]);
+    append_row(o, o->series[SERIES_TIME], H5T_NATIVE_DOUBLE, &row->time);
+    for (int i = 0; i < SERIES_COLUMNS; i++) {
+        double value = history_column(row, i);
+        append_row(o, o->series[SERIES_TIME + 1 + i], H5T_NATIVE_DOUBLE, &value);
+    }
     if (o->probes > 0)
         append_row(o, o->series[SERIES_OUTPUT], H5T_NATIVE_DOUBLE, out);
     o->rows++;
@@ -151,11 +153,12 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
     whole_dataset(o, "probes/y", ds->labels ? 1 : 2, yd, t->y);
 
     const hsize_t tail[2] = {o->probes, o->d_out};
-    o->series[SERIES_STEP] = series(o, series_names[SERIES_STEP], H5T_NATIVE_INT64, 1, NULL);
-    for (int i = SERIES_TIME; i <= SERIES_TEST_ACCURACY; i++)
-        o->series[i] = series(o, series_names[i], H5T_NATIVE_DOUBLE, 1, NULL);
-    o->series[SERIES_OUTPUT] =
-        o->probes ? series(o, series_names[SERIES_OUTPUT], H5T_NATIVE_DOUBLE, 3, tail) : -1;
+    o->series[SERIES_STEP] = series(o, "step", H5T_NATIVE_INT64, 1, NULL);
+    o->series[SERIES_TIME] = series(o, "time", H5T_NATIVE_DOUBLE, 1, NULL);
+    for (int i = 0; i < SERIES_COLUMNS; i++)
+        o->series[SERIES_TIME + 1 + i] =
+            series(o, history_column_names[i], H5T_NATIVE_DOUBLE, 1, NULL);
+    o->series[SERIES_OUTPUT] = o->probes ? series(o, "output", H5T_NATIVE_DOUBLE, 3, tail) : -1;
     for (int64_t i = 0; i < history->count; i++)
         add_row(o, &history->rows[i], history->outputs + i * history->out_size);
     CHECK(o, H5Fflush(o->file, H5F_SCOPE_GLOBAL));
