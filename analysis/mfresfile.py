@@ -36,11 +36,11 @@ class Measure:
             self.config = {k: (v.decode() if isinstance(v, bytes) else v.item())
                            for k, v in f["parameters"].attrs.items()}
             blocks = f["particles/blocks"]
-            self.u = blocks["u/value"][0]
-            self.w = blocks["w/value"][0]
-            self.b = blocks["b/value"][0]
-            self.layer = blocks["layer"][()]
-            self.id = blocks["id"][()]
+            self.u = verified(blocks["u/value"])[0]
+            self.w = verified(blocks["w/value"])[0]
+            self.b = verified(blocks["b/value"])[0]
+            self.layer = verified(blocks["layer"])
+            self.id = verified(blocks["id"])
             self.observables = {name: tuple(g[k][()] for k in ("step", "time", "value"))
                                 for name, g in f["observables"].items()}
         self.layers = int(self.config["model.layers"])
@@ -61,6 +61,33 @@ def check_layout(f, path):
         raise ValueError(f"{path}: H5MD version {version}, expected {H5MD_VERSION}")
     if f["checkpoint"].attrs.get("complete") != 1:
         raise ValueError(f"{path}: incomplete file")
+
+
+CHECKSUM_K, CHECKSUM_C = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9)
+
+
+def checksum(values):
+    """mfres's checksum of a dataset's values, as an int: the sum modulo 2^64
+    over elements i of mix(e_i XOR (i+1) K), mix(x) = y XOR (y >> 32) with
+    y = x C (include/h5.h defines it; this is an independent implementation).
+    Strings count as one element per byte."""
+    a = np.ascontiguousarray(values)
+    if a.dtype.kind == "S" or a.dtype.itemsize not in (1, 2, 4, 8):
+        e = np.frombuffer(a.tobytes(), np.uint8).astype(np.uint64)
+    else:
+        e = a.reshape(-1).view(f"u{a.dtype.itemsize}").astype(np.uint64)
+    y = (e ^ (np.arange(1, e.size + 1, dtype=np.uint64) * CHECKSUM_K)) * CHECKSUM_C
+    return int(np.sum(y ^ (y >> np.uint64(32)), dtype=np.uint64))
+
+
+def verified(dataset):
+    """The values of an h5py dataset of an mfres file, after checking them
+    against its checksum attribute (ValueError when they differ)."""
+    values = dataset[()]
+    if "checksum" in dataset.attrs and checksum(values) != int(dataset.attrs["checksum"]):
+        raise ValueError(f"{dataset.file.filename}: dataset '{dataset.name}' does not match "
+                         "its checksum (damaged)")
+    return values
 
 
 def read_outputs(path):

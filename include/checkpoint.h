@@ -22,6 +22,7 @@
  *   /particles/blocks/b     step [1], time [1], value [1][N]
  *   /observables/NAME       step [T], time [T], value [T]
  *   /checkpoint             kind, step, time, stride, ranks, version, rng, complete
+ *   every dataset           attribute checksum (h5_checksum of its elements)
  */
 #ifndef MFRES_CHECKPOINT_H
 #define MFRES_CHECKPOINT_H
@@ -56,9 +57,10 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
                         const struct mf_dataset *ds, const struct mf_model *m,
                         const struct mf_history *history, int64_t step);
 
-/* Check that path is a complete mfres file and read its header. Returns 0,
- * or -1 with "checkpoint 'PATH': problem" in err, the same on every rank.
- * Collective. */
+/* Check that path is a complete, self-consistent mfres file whose every
+ * dataset matches its checksum (all ranks read a share of it), and read its
+ * header. Returns 0, or -1 with "checkpoint 'PATH': problem" in err, the
+ * same on every rank. Collective. */
 int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
                     MPI_Comm comm);
 
@@ -71,8 +73,9 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
 /* The observables stored in a file checkpoint_open accepted. Not collective. */
 void checkpoint_read_history(const char *path, struct mf_history *history);
 
-/* The newest complete checkpoint in run_dir/checkpoints into path ("" when
- * there is none; damaged or incomplete ones are skipped with a warning).
+/* The newest checkpoint in run_dir/checkpoints that checkpoint_open
+ * accepts into path ("" when there is none; the others are skipped with a
+ * warning saying why).
  * Returns the number of checkpoint files seen, usable or not. Collective. */
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm);
 

@@ -89,6 +89,9 @@ int comm_first_failure(int ok, MPI_Comm comm);
 /* Bitwise OR of bits over all ranks. Collective. */
 int comm_or(int bits, MPI_Comm comm);
 
+/* The sum of every rank's value modulo 2^64. Collective. */
+uint64_t comm_sum_u64(uint64_t value, MPI_Comm comm);
+
 /* Copy bytes from root to every rank. Collective. */
 void comm_bcast(void *data, long bytes, int root, MPI_Comm comm);
 

@@ -1,7 +1,7 @@
 /*
  * h5: what the HDF5 code of mfres shares: the serial read-only open of the
- * readers (data files, checkpoints), and the parallel file access and
- * per-rank selections of the checkpoint writer and reader.
+ * readers (data files, checkpoints), the parallel file access and per-rank
+ * selections of the checkpoint writer and reader, and dataset checksums.
  */
 #ifndef MFRES_H5_H
 #define MFRES_H5_H
@@ -9,6 +9,7 @@
 #include <hdf5.h>
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Open an existing HDF5 file read-only, serially, with HDF5's error stack
  * printing off and file locking off (it fails on many parallel file
@@ -30,5 +31,23 @@ struct h5_rows {
 /* Select a rank's rows in a file space of dims [lead][L*rows][width]
  * (lead = 0: no leading time dimension; width = 0: no trailing one). */
 void h5_select_rows(hid_t space, const struct h5_rows *s, int lead);
+
+/* Checksum of `count` elements of `size` bytes each, the first of which is
+ * element `first` of its dataset in row-major order.
+ *
+ * A dataset's checksum is the sum modulo 2^64, over its elements, of
+ *     mix(e_i XOR (i + 1) K),  mix(x) = y XOR (y >> 32), y = x C  (mod 2^64)
+ * where e_i is element i read as an unsigned integer of its size (1, 2, 4
+ * or 8 bytes, in the host's byte order; a longer element, such as a
+ * fixed-length string, counts as that many 1-byte elements), K =
+ * 0x9e3779b97f4a7c15 and C = 0xbf58476d1ce4e5b9. Why this form: a sum of
+ * per-element terms can be computed by each rank over its own rows and
+ * added across ranks in any order, so the writer's and the reader's
+ * partitions need not agree; mix is a bijection, so changing any one
+ * element always changes the sum, and the index term makes moved or
+ * swapped elements count; it costs one multiply per element, a few percent
+ * of the time to write the bytes. It guards against damage, not forgery.
+ * analysis/mfresfile.py holds an independent implementation. */
+uint64_t h5_checksum(const void *data, uint64_t count, size_t size, uint64_t first);
 
 #endif

@@ -319,6 +319,122 @@ out:
     return status;
 }
 
+/* The datasets a file of this kind holds, every one with a checksum. */
+enum { MAX_DATASETS = 16 + 3 * (HISTORY_COLUMNS + 1) };
+static int dataset_names(const struct checkpoint_header *hdr, char names[][64])
+{
+    int n = 0;
+    snprintf(names[n++], 64, "parameters/config");
+    if (hdr->kind == CHECKPOINT_FULL)
+        for (int i = 0; i < 4; i++)
+            snprintf(names[n++], 64, "parameters/data/%s_%s", i % 2 ? "y" : "x",
+                     i < 2 ? "train" : "test");
+    snprintf(names[n++], 64, "particles/blocks/layer");
+    snprintf(names[n++], 64, "particles/blocks/id");
+    const char *parts[3] = {"step", "time", "value"};
+    for (int i = 0; i < 3; i++)
+        for (int k = 0; k < 3; k++)
+            snprintf(names[n++], 64, "particles/blocks/%c/%s", "uwb"[i], parts[k]);
+    for (int c = 0; c < HISTORY_COLUMNS + (hdr->cfg.data.probes > 0); c++)
+        for (int k = 0; k < 3; k++)
+            snprintf(names[n++], 64, "observables/%s/%s",
+                     c < HISTORY_COLUMNS ? history_column_names[c] : "output", parts[k]);
+    return n;
+}
+
+/* 0 when dataset `name` matches its checksum attribute; else -1 with err.
+ * Each rank reads an equal share of the rows of the first dimension longer
+ * than 1, in blocks of a few MiB, with independent transfers. Collective. */
+static int verify_dataset(hid_t file, const char *path, const char *name, char *err,
+                          size_t errlen, MPI_Comm comm)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t ftype = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    uint64_t stored = 0, sum = 0;
+    int have = d >= 0 && H5Aexists(d, "checksum") > 0;
+    if (have) {
+        hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+        have = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &stored) >= 0;
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    const H5T_class_t kind = ftype >= 0 ? H5Tget_class(ftype) : H5T_NO_CLASS;
+    int read_ok = have && (kind == H5T_INTEGER || kind == H5T_FLOAT ||
+                           (kind == H5T_STRING && !H5Tis_variable_str(ftype)));
+    if (read_ok) {
+        hid_t mtype = kind == H5T_STRING ? H5Tcopy(ftype) : H5Tget_native_type(ftype, H5T_DIR_ASCEND);
+        const size_t size = H5Tget_size(mtype);
+        hsize_t dims[H5S_MAX_RANK] = {0};
+        const int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+        int split = 0; /* the dimension shared out: the first longer than 1 */
+        while (split < rank - 1 && dims[split] == 1)
+            split++;
+        hsize_t rows = rank > 0 ? dims[split] : 1, row = 1;
+        for (int i = split + 1; i < rank; i++)
+            row *= dims[i];
+        const int me = comm_rank(comm), ranks = comm_size(comm);
+        const hsize_t first = rows * (hsize_t)me / (hsize_t)ranks;
+        const hsize_t last = rows * (hsize_t)(me + 1) / (hsize_t)ranks;
+        const hsize_t block = row * size > (4u << 20) ? 1 : (4u << 20) / (row * size);
+        char *buf = xmalloc((size_t)(block * row * size));
+        for (hsize_t r = first; r < last && read_ok; r += block) {
+            const hsize_t n = last - r < block ? last - r : block, elements = n * row;
+            hid_t mem = H5Screate_simple(1, &elements, NULL);
+            if (rank > 0) {
+                hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+                memcpy(count, dims, sizeof count);
+                start[split] = r, count[split] = n;
+                H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+            }
+            read_ok = H5Dread(d, mtype, mem, space, H5P_DEFAULT, buf) >= 0;
+            sum += h5_checksum(buf, elements, size, r * row);
+            H5Sclose(mem);
+        }
+        free(buf);
+        H5Tclose(mtype);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    if (ftype >= 0)
+        H5Tclose(ftype);
+    if (d >= 0)
+        H5Dclose(d);
+    sum = comm_sum_u64(sum, comm);
+    if (!comm_all_ok(have, comm))
+        return log_file_error(err, errlen, "checkpoint", path, "dataset '%s' has no checksum",
+                              name);
+    if (!comm_all_ok(read_ok, comm))
+        return log_file_error(err, errlen, "checkpoint", path, "dataset '%s' cannot be read",
+                              name);
+    if (sum != stored)
+        return log_file_error(err, errlen, "checkpoint", path,
+                              "dataset '%s' does not match its checksum (damaged)", name);
+    return 0;
+}
+
+/* 0 when every dataset of a file validate() accepted matches its checksum;
+ * else -1 with err naming the first that does not. Collective. */
+static int verify(const char *path, const struct checkpoint_header *hdr, char *err,
+                  size_t errlen, MPI_Comm comm)
+{
+    hid_t fapl = h5_parallel_fapl(comm);
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    H5Pclose(fapl);
+    if (!comm_all_ok(file >= 0, comm)) {
+        if (file >= 0)
+            H5Fclose(file);
+        return log_file_error(err, errlen, "checkpoint", path, "cannot open for reading");
+    }
+    char names[MAX_DATASETS][64];
+    const int n = dataset_names(hdr, names);
+    int status = 0;
+    for (int i = 0; i < n && status == 0; i++)
+        status = verify_dataset(file, path, names[i], err, errlen, comm);
+    H5Fclose(file);
+    return status;
+}
+
 int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
                     MPI_Comm comm)
 {
@@ -329,7 +445,7 @@ int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, 
     comm_bcast(&status, sizeof status, 0, comm);
     comm_bcast(hdr, sizeof *hdr, 0, comm);
     comm_bcast(err, (long)errlen, 0, comm);
-    return status;
+    return status ? status : verify(path, hdr, err, errlen, comm);
 }
 
 /* Read a whole dataset of doubles (all ranks the same). */
@@ -465,25 +581,27 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
 
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm)
 {
-    int seen = 0;
+    int64_t *steps = NULL, n = 0;
+    if (comm_rank(comm) == 0)
+        n = rundir_checkpoints(run_dir, &steps);
+    comm_bcast(&n, sizeof n, 0, comm);
+    if (comm_rank(comm) != 0)
+        steps = xcalloc((size_t)n + 1, sizeof *steps);
+    comm_bcast(steps, n * (long)sizeof *steps, 0, comm);
     path[0] = 0;
-    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    if (comm_rank(comm) == 0) {
-        int64_t *steps;
-        int64_t n = rundir_checkpoints(run_dir, &steps);
-        seen = (int)n;
-        for (int64_t i = 0; i < n && !path[0]; i++) {
-            struct checkpoint_header hdr;
-            char err[MF_ERR_MAX];
-            rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
-            if (validate(path, &hdr, err, sizeof err) != 0 || hdr.kind != CHECKPOINT_FULL) {
-                log_warn("skipping %s", hdr.kind != CHECKPOINT_FULL ? path : err);
-                path[0] = 0;
-            }
+    for (int64_t i = 0; i < n && !path[0]; i++) {
+        struct checkpoint_header hdr;
+        char err[MF_ERR_MAX];
+        rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
+        int status = checkpoint_open(path, &hdr, err, sizeof err, comm);
+        if (status == 0 && hdr.kind != CHECKPOINT_FULL)
+            status = log_file_error(err, sizeof err, "checkpoint", path, "a snapshot");
+        if (status != 0) {
+            if (comm_rank(comm) == 0)
+                log_warn("skipping %s", err);
+            path[0] = 0;
         }
-        free(steps);
     }
-    comm_bcast(&seen, sizeof seen, 0, comm);
-    comm_bcast(path, (long)len, 0, comm);
-    return seen;
+    free(steps);
+    return (int)n;
 }

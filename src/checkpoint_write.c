@@ -5,7 +5,10 @@
  * operations are collective) and writes attributes with the same values;
  * small datasets (configuration, data, observables) are written by rank 0
  * with the other ranks selecting nothing; particle datasets by all ranks,
- * each its hyperslab. Any HDF5 failure while writing aborts the job: the
+ * each its hyperslab. Every dataset carries a checksum attribute (see
+ * h5_checksum): rank 0 computes a small dataset's and broadcasts it; every
+ * rank computes its rows' share of a particle dataset's, and the shares are
+ * summed across ranks. Any HDF5 failure while writing aborts the job: the
  * file being written is only a temporary one, published by rundir_publish
  * once it is whole.
  */
@@ -30,6 +33,7 @@
 /* State of one file being written. */
 struct writer {
     const char *path; /* final name, for messages */
+    MPI_Comm comm;
     hid_t file;
     hid_t dxpl; /* collective transfers */
     int root;   /* this rank writes the small datasets */
@@ -88,6 +92,11 @@ static void attr_text(struct writer *w, hid_t obj, const char *name, const char 
     H5Tclose(t);
 }
 
+static void attr_checksum(struct writer *w, hid_t dataset, uint64_t sum)
+{
+    attr(w, dataset, "checksum", H5T_NATIVE_UINT64, 0, &sum);
+}
+
 /* A dataset of `rank` dims written whole by rank 0 (others select none). */
 static void small_dataset(struct writer *w, hid_t loc, const char *name, hid_t type, int rank,
                           const hsize_t *dims, const void *data)
@@ -107,6 +116,9 @@ static void small_dataset(struct writer *w, hid_t loc, const char *name, hid_t t
         CHECK(w, H5Dwrite(d, type, mem, space, w->dxpl, data));
         H5Sclose(mem);
     }
+    uint64_t sum = w->root ? h5_checksum(data, count, H5Tget_size(type), 0) : 0;
+    comm_bcast(&sum, sizeof sum, 0, w->comm);
+    attr_checksum(w, d, sum);
     H5Dclose(d);
     H5Sclose(space);
 }
@@ -132,6 +144,13 @@ static void shared_dataset(struct writer *w, hid_t loc, const char *name, hid_t 
         H5Sselect_none(mem);
     h5_select_rows(space, s, lead);
     CHECK(w, H5Dwrite(d, type, mem, space, w->dxpl, data));
+    const size_t size = H5Tget_size(type);
+    const hsize_t row = s->width ? s->width : 1, block = s->count * row;
+    uint64_t sum = 0;
+    for (hsize_t l = 0; l < s->layers && block; l++)
+        sum += h5_checksum((const char *)data + l * block * size, block, size,
+                           (l * s->rows_per_layer + s->first) * row);
+    attr_checksum(w, d, comm_sum_u64(sum, w->comm));
     H5Sclose(mem);
     H5Dclose(d);
     H5Sclose(space);
@@ -358,7 +377,7 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = 0;
 
-    struct writer w = {.path = path, .root = comm_rank(comm) == 0, .d_out = m->d_out};
+    struct writer w = {.path = path, .comm = comm, .root = comm_rank(comm) == 0, .d_out = m->d_out};
     int ok = !w.root || rundir_mkdir(dir) == 0;
     comm_fatal_unless(ok, comm, "cannot create directory '%s': %s", dir, strerror(errno));
 

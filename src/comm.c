@@ -180,6 +180,13 @@ int comm_all_ok(int ok, MPI_Comm comm)
     return out;
 }
 
+uint64_t comm_sum_u64(uint64_t value, MPI_Comm comm)
+{
+    uint64_t out;
+    MPI_Allreduce(&value, &out, 1, MPI_UINT64_T, MPI_SUM, comm); /* wraps modulo 2^64 */
+    return out;
+}
+
 int comm_or(int bits, MPI_Comm comm)
 {
     int out;

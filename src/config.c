@@ -120,6 +120,31 @@ static int known_section(const char *section)
     return 0;
 }
 
+/* A path is stored in config.ini and in checkpoints as `key = value` and
+ * must read back the same: libinih strips spaces around a value and cuts it
+ * at an inline comment (" ;"), and a line ends at a newline. Such paths are
+ * refused rather than escaped, so config.ini stays plain INI. Returns 0, or
+ * -1 with the problem in err. */
+static int path_problem(const char *text, char *err, size_t errlen)
+{
+    const size_t n = strlen(text);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)text[i] < 0x20 || text[i] == 0x7f)
+            return fail(err, errlen, "control character 0x%02x at position %zu of the path "
+                        "(a path must read back from config.ini as it was written)",
+                        (unsigned)(unsigned char)text[i], i + 1),
+                   -1;
+    if (n && (text[0] == ' ' || text[n - 1] == ' '))
+        return fail(err, errlen, "'%s' begins or ends with a space (config.ini would not keep "
+                    "it)", text),
+               -1;
+    if (strstr(text, " ;"))
+        return fail(err, errlen, "'%s' holds ' ;', which config.ini would read as a comment",
+                    text),
+               -1;
+    return 0;
+}
+
 /* Parse text into the key's field. Returns 0 or -1 with "problem" in err. */
 static int parse_value(struct mf_config *cfg, const struct key *k, const char *text, char *err,
                        size_t errlen)
@@ -168,6 +193,8 @@ static int parse_value(struct mf_config *cfg, const struct key *k, const char *t
     case KEY_PATH:
         if (strlen(text) >= MF_PATH_MAX)
             return fail(err, errlen, "path longer than %d characters", MF_PATH_MAX - 1), -1;
+        if (path_problem(text, err, errlen))
+            return -1;
         strcpy(field, text);
         return 0;
     }

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import h5py
@@ -15,6 +16,9 @@ import numpy as np
 import pytest
 
 from conftest import ENV, MFRES, MPIRUN, mfres, pin_to_two_cpus, read_metrics, write_config
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "analysis"))
+from mfresfile import checksum  # noqa: E402  the independent implementation
 
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 
@@ -357,8 +361,23 @@ def test_layout_with_h5py(tmp_path, small_config):
             np.testing.assert_array_equal(s[f"particles/blocks/{k}/value"][0], whole[0][ids])
     snaps = sorted(os.listdir(run / "snapshots"))
     assert snaps == ["snap-00000000.h5", "snap-00000020.h5", "snap-00000040.h5"]
+    for path in (ckpt(run, 40), run / "snapshots" / "snap-00000040.h5"):
+        assert_checksums(path)
     dump = subprocess.run(["h5dump", "-H", ckpt(run, 40)], capture_output=True, text=True)
     assert dump.returncode == 0 and 'DATASET "value"' in dump.stdout
+
+
+def assert_checksums(path):
+    """Every dataset of a file carries the checksum that the independent
+    implementation of analysis/mfresfile.py computes (written by 3 ranks,
+    each its share of the particle datasets)."""
+    names = []
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset)
+                     else None)
+        assert len(names) >= 30
+        for name in names:
+            assert int(f[name].attrs["checksum"]) == checksum(f[name][()]), name
 
 
 def test_info_and_eval(tmp_path, small_config, reference):
@@ -472,11 +491,52 @@ def test_particles_of_another_type(tmp_path, small_config, reference, dtype, hol
                 f"dataset 'particles/blocks/u/value' holds {holds}, expected 64-bit floats")
 
 
+def flip_byte(path, dataset, at):
+    """Flip one bit of byte `at` of a dataset's stored values, as a bad disk
+    or a torn transfer would, outside HDF5."""
+    with h5py.File(path, "r") as f:
+        offset = f[dataset].id.get_offset()
+    with open(path, "r+b") as f:
+        f.seek(offset + at)
+        byte = f.read(1)[0]
+        f.seek(offset + at)
+        f.write(bytes([byte ^ 0x10]))
+
+
+@pytest.mark.parametrize("dataset", ["particles/blocks/u/value", "particles/blocks/id",
+                                     "parameters/data/y_test", "observables/loss/value"])
+def test_flipped_byte(tmp_path, small_config, reference, dataset):
+    path = str(tmp_path / "flipped.h5")
+    shutil.copy(ckpt(reference, 20), path)
+    flip_byte(path, dataset, 13)
+    bad_restart(tmp_path, small_config, reference, path,
+                f"checkpoint '{path}': dataset '{dataset}' does not match its checksum (damaged)")
+
+
+def test_restart_auto_skips_a_checkpoint_that_fails_its_checksum(tmp_path, small_config,
+                                                                 reference):
+    newest = ckpt(reference, 40)
+    flip_byte(newest, "particles/blocks/b/value", 8 * 600 + 2)
+    proc = mfres("train", small_config, "--out", reference, "--restart", "auto", ranks=3,
+                 check=True)
+    assert (f"warning: skipping checkpoint '{newest}': dataset 'particles/blocks/b/value' does "
+            "not match its checksum (damaged)") in proc.stderr
+    assert "ckpt-00000020.h5" in proc.stdout
+    mfres("info", newest, check=True)  # rewritten whole by the finished run
+
+
+def recompute_checksum(f, name):
+    """What a forger who knows the checksum would do."""
+    f[name].attrs["checksum"] = np.uint64(checksum(f[name][()]))
+
+
 def test_non_finite_particles_change_nothing(tmp_path, small_config, reference):
-    """A NaN among the particles: exit 2 once the file is read, before
-    metrics.tsv, outputs.h5 or config.ini of the run are touched."""
+    """A NaN among the particles (with a matching checksum): exit 2 once the
+    file is read, before metrics.tsv, outputs.h5 or config.ini of the run are
+    touched."""
     def edit(f):
         f["particles/blocks/w/value"][0, 123, 1] = np.nan
+        recompute_checksum(f, "particles/blocks/w/value")
     path = edited_copy(tmp_path, reference, edit)
     before = tree_digest(reference)
     proc = mfres("train", small_config, "--out", reference, "--restart", path, ranks=2,

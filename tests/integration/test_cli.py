@@ -233,3 +233,27 @@ def test_real_values_at_the_ends_of_the_double_range(tmp_path, small_config):
     assert float(re.search(r"^lr = (\S+)$", proc.stdout, re.M)[1]) == 1e-320
     proc = mfres("config", small_config, "--set", "train.lr=1e999")
     assert proc.returncode == 2 and "'1e999' is beyond the range of a double" in proc.stderr
+
+
+@pytest.mark.parametrize("path, message", [
+    ("a\nb", "control character 0x0a at position POS of the path"),
+    ("a\tb", "control character 0x09 at position POS of the path"),
+    ("a\x1bb", "control character 0x1b at position POS of the path"),
+    ("a ;b", "'RUN/a ;b' holds ' ;', which config.ini would read as a comment"),
+    ("a ", "'RUN/a ' begins or ends with a space"),
+])
+def test_paths_that_would_not_read_back(tmp_path, small_config, path, message):
+    """Paths are stored in config.ini and checkpoints; one that would read
+    back as another (a newline would end its line) is refused up front,
+    whether from --out or from the file, and nothing is created."""
+    out = f"{tmp_path}/{path}"
+    proc = mfres("train", small_config, "--out", out, ranks=2, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    where = message.replace("RUN", str(tmp_path))
+    assert "[output] dir: " + where.replace("POS", str(len(str(tmp_path)) + 3)) in proc.stderr
+    assert not os.path.exists(out)
+    if path in ("a\tb", "a\x1bb"):  # what the file itself can hold inside a value
+        cfg = write_config(tmp_path / "c.ini", f"[data]\nkind = file\nfile = {path}\n")
+        proc = mfres("config", cfg, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        assert f"{cfg}:3: [data] file: " + message.replace("POS", "2") in proc.stderr

@@ -1,12 +1,15 @@
 /*
  * Tests of checkpoint: a write -> read round trip on every rank count of the
  * runner (particles, data, configuration, history and probe outputs come
- * back exactly), the header, and every validation error path of
- * checkpoint_open on files damaged by hand with HDF5's own API.
+ * back exactly), the header, every validation error path of
+ * checkpoint_open on files damaged by hand with HDF5's own API, and the
+ * properties of the dataset checksum that the parallel writer and reader
+ * rely on.
  */
 #include "mpi_cmocka.h"
 
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +19,7 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
+#include "h5.h"
 #include "history.h"
 #include "model.h"
 
@@ -125,7 +129,7 @@ static void test_round_trip(void **state)
 /* Damage a copy of a good checkpoint on rank 0. */
 enum damage {
     MISSING, TEXT, TRUNCATED, NO_H5MD, CREATOR, VERSION, INCOMPLETE, HEADER, NO_CONFIG, STRIDE,
-    SHAPE, OBSERVABLES, OUTPUTS, DATA
+    SHAPE, OBSERVABLES, OUTPUTS, DATA, CHANGED, NO_CHECKSUM
 };
 
 /* Replace an integer attribute of obj with n values. */
@@ -186,6 +190,18 @@ static void damage(const char *good, const char *path, enum damage what)
         assert_true(H5Adelete_by_name(f, "checkpoint", "step", H5P_DEFAULT) >= 0);
     } else if (what == NO_CONFIG) {
         assert_true(H5Ldelete(f, "parameters/config", H5P_DEFAULT) >= 0);
+    } else if (what == CHANGED) { /* one particle value, as a flipped bit would */
+        hid_t d = H5Dopen2(f, "particles/blocks/u/value", H5P_DEFAULT);
+        hid_t space = H5Dget_space(d), one = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+        hsize_t at[3] = {0, 417, 3};
+        double v;
+        H5Sselect_elements(space, H5S_SELECT_SET, 1, at);
+        H5Dread(d, H5T_NATIVE_DOUBLE, one, space, H5P_DEFAULT, &v);
+        v = nextafter(v, 2 * v);
+        H5Dwrite(d, H5T_NATIVE_DOUBLE, one, space, H5P_DEFAULT, &v);
+        H5Sclose(one), H5Sclose(space), H5Dclose(d);
+    } else if (what == NO_CHECKSUM) {
+        assert_true(H5Adelete_by_name(f, "particles/blocks/id", "checksum", H5P_DEFAULT) >= 0);
     } else if (what == STRIDE) {
         const int64_t stride = 0;
         set_ints(f, "checkpoint", "stride", H5T_NATIVE_INT64, 1, &stride);
@@ -234,6 +250,8 @@ static void test_validation_errors(void **state)
         {OBSERVABLES, "no dataset 'observables/loss/value'"},
         {OUTPUTS, "dataset 'observables/output/value' has shape [3][2], expected [3][5][1]"},
         {DATA, "dataset 'parameters/data/x_train' has shape [3][2], expected [11][4]"},
+        {CHANGED, "dataset 'particles/blocks/u/value' does not match its checksum (damaged)"},
+        {NO_CHECKSUM, "dataset 'particles/blocks/id' has no checksum"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char path[600], err[MF_ERR_MAX] = "", want[800];
@@ -248,6 +266,43 @@ static void test_validation_errors(void **state)
     history_free(&h);
     model_destroy(&m);
     data_free(&ds);
+}
+
+/* The checksum of a dataset is the same whatever the partition of its
+ * elements among ranks, and changes when any one element changes (every bit
+ * of every element tried) or two different elements trade places. */
+static void test_checksum(void **state)
+{
+    (void)state;
+    enum { N = 97 };
+    uint64_t v[N];
+    for (int i = 0; i < N; i++)
+        v[i] = 0x0123456789abcdefu * (uint64_t)(i + 3) ^ (uint64_t)i << 40;
+    const uint64_t whole = h5_checksum(v, N, 8, 0);
+    for (int cut = 0; cut <= N; cut += 7)
+        assert_true(h5_checksum(v, (uint64_t)cut, 8, 0) +
+                        h5_checksum(v + cut, (uint64_t)(N - cut), 8, (uint64_t)cut) ==
+                    whole);
+    for (int i = 0; i < N; i++)
+        for (int bit = 0; bit < 64; bit++) {
+            v[i] ^= (uint64_t)1 << bit;
+            assert_true(h5_checksum(v, N, 8, 0) != whole);
+            v[i] ^= (uint64_t)1 << bit;
+        }
+    for (int i = 1; i < N; i++) {
+        uint64_t t = v[0];
+        v[0] = v[i], v[i] = t;
+        assert_true(h5_checksum(v, N, 8, 0) != whole);
+        v[i] = v[0], v[0] = t;
+    }
+    /* A fixed-length string is its bytes: 5 one-byte elements. */
+    const char text[] = "mfres";
+    assert_true(h5_checksum(text, 1, 5, 0) == h5_checksum(text, 5, 1, 0));
+    assert_true(h5_checksum(text, 1, 5, 0) != h5_checksum("mfreS", 1, 5, 0));
+    /* Narrow integers are their values: 4-byte 7 is 8-byte 7. */
+    const uint32_t seven32 = 7;
+    const uint64_t seven64 = 7;
+    assert_true(h5_checksum(&seven32, 1, 4, 9) == h5_checksum(&seven64, 1, 8, 9));
 }
 
 static int remove_dir(void **state)
@@ -272,6 +327,7 @@ static int setup(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_round_trip),
     cmocka_unit_test(test_validation_errors),
+    cmocka_unit_test(test_checksum),
 };
 
 MPI_CMOCKA_MAIN_WITH(tests, setup, remove_dir)
