@@ -8,9 +8,17 @@
  * each its hyperslab. Every dataset carries a checksum attribute (see
  * h5_checksum): rank 0 computes a small dataset's and broadcasts it; every
  * rank computes its rows' share of a particle dataset's, and the shares are
- * summed across ranks. Any HDF5 failure while writing aborts the job: the
- * file being written is only a temporary one, published by rundir_publish
- * once it is whole.
+ * summed across ranks.
+ *
+ * The file is written as PATH.tmp and published by rundir_publish once
+ * whole. Before it is created, rank 0 checks that its file system has room
+ * for it (the values plus a margin for HDF5's metadata): a full disk is
+ * reported once, cleanly, and every rank exits 1. A write that fails
+ * nevertheless (another process filled the disk) cannot be agreed on:
+ * HDF5's collective metadata flush diverges once one rank has failed, so
+ * the rank that failed removes the partial file, says why ("no space left
+ * on device" when the file system now lacks the room) and aborts the job.
+ * Either way the checkpoints already written stay.
  */
 #include "checkpoint.h"
 
@@ -19,7 +27,11 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "comm.h"
 #include "data.h"
@@ -38,13 +50,17 @@ struct writer {
     hid_t dxpl; /* collective transfers */
     int root;   /* this rank writes the small datasets */
     int64_t d_out; /* outputs per probe */
+    const char *tmp, *dir; /* the file being written and its directory */
+    uint64_t need;         /* bytes it needs */
 };
 
-/* Abort the job when an HDF5 call failed. */
+static noreturn void write_failed(const struct writer *w, const char *call);
+
+/* Give up when an HDF5 call failed (see the opening comment). */
 #define CHECK(w, call)                                                                         \
     do {                                                                                       \
         if ((call) < 0)                                                                        \
-            log_fatal("writing '%s': %s failed", (w)->path, #call);                            \
+            write_failed(w, #call);                                                            \
     } while (0)
 
 static hid_t new_group(struct writer *w, hid_t loc, const char *name)
@@ -346,6 +362,51 @@ static void write_h5md(struct writer *w, MPI_Comm comm)
     H5Gclose(g);
 }
 
+/* Bytes the file will take: its values, plus 64 KiB for HDF5's metadata
+ * (about 40 KiB in practice). */
+static uint64_t file_bytes(const struct mf_particles *p, int64_t stride,
+                           const struct mf_dataset *ds, const struct mf_history *h)
+{
+    const uint64_t n = (uint64_t)(p->layers * ((p->width + stride - 1) / stride));
+    uint64_t bytes = n * (uint64_t)(8 * (2 * p->dim + 1) + 12); /* u, w, b, layer, id */
+    if (ds)
+        bytes += 8 * (uint64_t)(ds->train.n * (ds->train.d_in + ds->train.y_dim) +
+                                ds->test.n * (ds->test.d_in + ds->test.y_dim));
+    bytes += (uint64_t)h->count * (24 * HISTORY_COLUMNS + 16 + 8 * (uint64_t)h->out_size);
+    return bytes + (64 << 10);
+}
+
+/* 0 when the file system of dir has room for `need` bytes (a stale tmp
+ * counts as room: it is replaced); else -1 with the message in err. */
+static int check_space(const char *dir, const char *tmp, const char *path, uint64_t need,
+                       char *err, size_t errlen)
+{
+    struct statvfs fs;
+    if (statvfs(dir, &fs) != 0)
+        return 0; /* cannot tell: the write will find out */
+    uint64_t room = (uint64_t)(geteuid() == 0 ? fs.f_bfree : fs.f_bavail) * fs.f_frsize;
+    struct stat st;
+    if (stat(tmp, &st) == 0)
+        room += (uint64_t)st.st_size;
+    if (room >= need)
+        return 0;
+    snprintf(err, errlen, "no space left on device: '%s' needs about %llu bytes, %llu are free",
+             path, (unsigned long long)need, (unsigned long long)room);
+    return -1;
+}
+
+static noreturn void write_failed(const struct writer *w, const char *call)
+{
+    char err[MF_ERR_MAX];
+    unlink(w->tmp);
+    if (check_space(w->dir, w->tmp, w->path, w->need, err, sizeof err) == 0)
+        snprintf(err, sizeof err, "writing '%s' failed: %s failed", w->path, call);
+    fprintf(stderr, "mfres: error: %s (the partial file is removed; earlier checkpoints are "
+                    "kept)\n", err);
+    fflush(stderr);
+    comm_abort(MF_EXIT_RUNTIME);
+}
+
 #ifdef MFRES_FAULT_INJECTION
 /* Testing aid, compiled only into build/mfres-faults (see the Makefile):
  * SIGKILL this process half-way through writing `path` when the environment
@@ -377,16 +438,24 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     snprintf(dir, sizeof dir, "%s", path);
     *strrchr(dir, '/') = 0;
 
-    struct writer w = {.path = path, .comm = comm, .root = comm_rank(comm) == 0, .d_out = m->d_out};
+    struct writer w = {.path = path, .comm = comm, .root = comm_rank(comm) == 0,
+                       .d_out = m->d_out, .tmp = tmp, .dir = dir,
+                       .need = file_bytes(&m->particles, stride, full ? ds : NULL, history)};
     int ok = !w.root || rundir_mkdir(dir) == 0;
     comm_fatal_unless(ok, comm, "cannot create directory '%s': %s", dir, strerror(errno));
+    char err[MF_ERR_MAX] = "";
+    ok = !w.root || check_space(dir, tmp, path, w.need, err, sizeof err) == 0;
+#ifdef MFRES_FAULT_INJECTION
+    ok |= getenv("MFRES_TEST_SKIP_SPACE_CHECK") != NULL; /* to test a write that runs out */
+#endif
+    comm_agree_or_exit(ok, err, MF_EXIT_RUNTIME, comm);
 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fapl = h5_parallel_fapl(comm);
     w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    if (w.file < 0)
-        log_fatal("cannot create '%s'", tmp);
+    snprintf(err, sizeof err, "cannot create '%s'", tmp);
+    comm_agree_or_exit(w.file >= 0, err, MF_EXIT_RUNTIME, comm);
     w.dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE);
 
@@ -413,7 +482,12 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     CHECK(&w, H5Fclose(w.file));
 
     /* Make the data durable, then give the file its name. */
-    ok = !w.root || rundir_publish(tmp, path) == 0;
-    comm_fatal_unless(ok, comm, "cannot move '%s' into place: %s", tmp, strerror(errno));
+    if (w.root && rundir_publish(tmp, path) != 0) {
+        snprintf(err, sizeof err, "cannot move '%s' into place: %s (the file is removed)", tmp,
+                 strerror(errno));
+        unlink(tmp);
+        ok = 0;
+    }
+    comm_agree_or_exit(ok, err, MF_EXIT_RUNTIME, comm);
     return comm_wtime() - t0;
 }

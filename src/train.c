@@ -17,6 +17,7 @@
  */
 #include "train.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,14 +262,19 @@ void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, st
     workspace_free(&w);
 }
 
-/* A metrics.tsv row: step, time and the history's columns. */
+/* A metrics.tsv row: step, time and the history's columns. A failed write
+ * (a full disk) is reported once; the rows are kept in the checkpoints,
+ * from which a restart rewrites metrics.tsv. */
 static void write_row(FILE *f, const struct mf_observables *o)
 {
+    const int failed_before = ferror(f);
     fprintf(f, "%lld\t%.17g", (long long)o->step, o->time);
     for (int i = 0; i < HISTORY_COLUMNS; i++)
         fprintf(f, "\t%.17g", history_column(o, i));
     fputc('\n', f);
-    fflush(f);
+    if (fflush(f) != 0 && !failed_before)
+        log_warn("cannot write metrics.tsv: %s (its rows are kept in the checkpoints, and a "
+                 "restart rewrites it)", strerror(errno));
 }
 
 static void progress(const struct mf_observables *o, int64_t steps, double elapsed)

@@ -639,3 +639,63 @@ def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, 
         for folder, name in files:
             for a, b in zip(particles(alone / folder / name), particles(three / folder / name)):
                 assert np.array_equal(a, b), name
+
+
+# ---- a full disk ----
+
+def on_small_disk(tmp_path, script, size="1m"):
+    """Run a shell script with a tmpfs of `size` mounted at $DISK, in a
+    private mount namespace (gone with the script: it copies out what the
+    test inspects). Skips where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c",
+                            f"mount -t tmpfs -o size=64k tmpfs {disk}"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot mount a tmpfs in a mount namespace here")
+    env = dict(ENV, DISK=str(disk), OUT=str(tmp_path), MPIRUN=" ".join(MPIRUN))
+    return subprocess.run(["unshare", "--mount", "sh", "-c",
+                           f"mount -t tmpfs -o size={size} tmpfs \"$DISK\" && {script}"],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+FULL_DISK_RUN = ("$MPIRUN -n 2 {mfres} train jobs/configs/default.ini --out \"$DISK/run\" "
+                 "--set model.width=1000 --set model.dim=5 --set train.steps=30 "
+                 "--set output.checkpoint_every=10")
+
+
+def assert_full_disk_handled(tmp_path, proc):
+    """Exit 1 naming the file and the bytes it needs, no partial file, and
+    the checkpoints written before it whole."""
+    assert "rc=1" in proc.stdout, proc.stdout + proc.stderr
+    ckpt30 = "run/checkpoints/ckpt-00000030.h5"
+    assert f"mfres: error: no space left on device: '{tmp_path}/disk/{ckpt30}' needs about " \
+        in proc.stderr, proc.stderr
+    assert "the partial file" in proc.stderr or proc.stderr.count("mfres: error:") == 1
+    after = tmp_path / "after"
+    assert sorted(os.listdir(after / "checkpoints")) == ["ckpt-00000010.h5", "ckpt-00000020.h5"]
+    for step in (10, 20):
+        mfres("info", ckpt(after, step), check=True)
+    assert read_metrics(after)["step"][-1] == 30  # every row written before the failure
+
+
+def test_full_disk_is_reported_before_writing(tmp_path):
+    """The checkpoint at step 30 does not fit: one message, exit 1, nothing
+    partial left; with room made, --restart auto finishes the run."""
+    run = FULL_DISK_RUN.format(mfres=MFRES)
+    proc = on_small_disk(tmp_path, f"""
+        {run}; echo rc=$?; cp -a "$DISK/run" "$OUT/after"
+        mount -o remount,size=4m "$DISK" && {run} --restart auto; echo resumed=$?
+        ls "$DISK/run/checkpoints" """)
+    assert_full_disk_handled(tmp_path, proc)
+    assert "resumed=0" in proc.stdout and "ckpt-00000030.h5" in proc.stdout.split("resumed=0")[1]
+
+
+def test_full_disk_during_the_write(tmp_path):
+    """The same, with the space check skipped (build/mfres-faults), so the
+    collective write itself hits ENOSPC: the failing rank removes the
+    partial file, says so and ends the job with exit 1."""
+    run = FULL_DISK_RUN.format(mfres=f"env MFRES_TEST_SKIP_SPACE_CHECK=1 {MFRES_FAULTS}")
+    proc = on_small_disk(tmp_path, f'{run}; echo rc=$?; cp -a "$DISK/run" "$OUT/after"')
+    assert_full_disk_handled(tmp_path, proc)
+    assert "(the partial file is removed; earlier checkpoints are kept)" in proc.stderr
