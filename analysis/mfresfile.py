@@ -30,10 +30,10 @@ class Measure:
         with h5py.File(path, "r") as f:
             check_layout(f, path)
             c = f["checkpoint"].attrs
-            self.kind = c["kind"].decode()
+            self.kind = text(c["kind"])
             self.step, self.time = int(c["step"]), float(c["time"])
             self.stride = int(c["stride"])
-            self.config = {k: (v.decode() if isinstance(v, bytes) else v.item())
+            self.config = {k: text(v) if isinstance(v, (bytes, str)) else v.item()
                            for k, v in f["parameters"].attrs.items()}
             blocks = f["particles/blocks"]
             self.u = verified(blocks["u/value"])[0]
@@ -53,8 +53,14 @@ class Measure:
         return points if layer is None else points[self.layer == layer]
 
 
+def text(value):
+    """A string attribute as str: mfres writes fixed-length bytes, h5py
+    writes a str as a variable-length string."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def check_layout(f, path):
-    if "h5md" not in f or f["h5md/creator"].attrs.get("name") != b"mfres":
+    if "h5md" not in f or text(f["h5md/creator"].attrs.get("name")) != "mfres":
         raise ValueError(f"{path}: not an mfres file")
     version = list(f["h5md"].attrs["version"])
     if version != H5MD_VERSION:
@@ -102,7 +108,7 @@ def read_outputs(path):
             n = len(out["step"])
             out["output"] = f["output"][()] if "output" in f else np.zeros((n, 0, 0))
             out["probes_x"] = f["probes/x"][()]
-            out["config"] = f.attrs["config"].decode()
+            out["config"] = text(f.attrs["config"])
     except (OSError, KeyError) as e:
         raise ValueError(f"{path}: cannot read ({e})") from None
     if any(len(v) != n for k, v in out.items() if k not in ("probes_x", "config")):

@@ -23,6 +23,9 @@ enum mf_loss { MF_LOSS_MSE, MF_LOSS_CROSS_ENTROPY };
 enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE, MF_SHARE_AUTO };
 
 #define MF_PATH_MAX 1024
+/* The largest state dimension D, and so the most classes a data file may have. */
+#define MF_MAX_DIM 65536
+#define MF_MAX_CLASSES MF_MAX_DIM
 
 /* Every field is one key of the INI file, named as in the file. Enum-valued
  * keys are stored as int holding the enum above. */

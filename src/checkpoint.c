@@ -32,16 +32,26 @@ static int read_attr(hid_t loc, const char *obj, const char *name, hid_t type, v
     return s < 0 ? -1 : 0;
 }
 
-/* Text attribute into buf (NUL-terminated); -1 when absent. */
+/* Text attribute into buf (NUL-terminated), fixed-length as mfres writes
+ * it or variable-length as h5py writes a str; -1 when absent. */
 static int read_attr_text(hid_t loc, const char *obj, const char *name, char *buf, size_t len)
 {
     if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
         return -1;
     hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    hid_t t = H5Aget_type(a);
+    hid_t t = H5Aget_type(a), space = H5Aget_space(a);
     int status = -1;
     size_t size = H5Tget_size(t);
-    if (H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && size < len) {
+    const int scalar = H5Sget_simple_extent_type(space) == H5S_SCALAR;
+    H5Sclose(space);
+    if (H5Tget_class(t) == H5T_STRING && H5Tis_variable_str(t) && scalar) {
+        char *text = NULL;
+        if (H5Aread(a, t, &text) >= 0 && text && strlen(text) < len) {
+            snprintf(buf, len, "%s", text);
+            status = 0;
+        }
+        H5free_memory(text);
+    } else if (H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) && size < len) {
         memset(buf, 0, len);
         status = H5Aread(a, t, buf) < 0 ? -1 : 0;
     }

@@ -430,9 +430,9 @@ int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char
                     (long long)cfg->model.dim, (long long)cfg->data.input_dim,
                     (long long)cfg->data.output_dim),
                -1;
-    if (cfg->model.dim > (1 << 16))
-        return fail(err, errlen, "model.dim = %lld is larger than 65536",
-                    (long long)cfg->model.dim),
+    if (cfg->model.dim > MF_MAX_DIM)
+        return fail(err, errlen, "model.dim = %lld is larger than %d", (long long)cfg->model.dim,
+                    MF_MAX_DIM),
                -1;
     /* Sizes computed from input stay far from overflow: a set holds at most
      * 2^31 samples (of at most 65536 columns), a network at most 2^40

@@ -270,9 +270,12 @@ int data_read_file(const char *path, struct mf_data_file *f, char *err, size_t e
     if (f->shape.labels) {
         int64_t classes = 0;
         for (int64_t j = 0; j < f->shape.rows; j++) {
-            if (f->y[j] < 0) {
-                log_file_error(err, errlen, "data.file", path, "label y[%lld] = %g is negative",
-                               (long long)j, f->y[j]);
+            if (f->y[j] < 0 || f->y[j] >= MF_MAX_CLASSES) {
+                char why[64] = "negative";
+                if (f->y[j] >= 0)
+                    snprintf(why, sizeof why, "not below %d, the most classes", MF_MAX_CLASSES);
+                log_file_error(err, errlen, "data.file", path, "label y[%lld] = %.17g is %s",
+                               (long long)j, f->y[j], why);
                 goto out;
             }
             if ((int64_t)f->y[j] + 1 > classes)

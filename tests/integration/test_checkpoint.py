@@ -18,7 +18,7 @@ import pytest
 from conftest import ENV, MFRES, MPIRUN, mfres, pin_to_two_cpus, read_metrics, write_config
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "analysis"))
-from mfresfile import checksum  # noqa: E402  the independent implementation
+from mfresfile import Measure, checksum  # noqa: E402  checksum: an independent implementation
 
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 
@@ -555,6 +555,23 @@ def test_restart_auto_skips_a_forged_newest_checkpoint(tmp_path, small_config, r
     assert "skipping" in proc.stderr and "step -1 is outside" in proc.stderr
     assert "ckpt-00000020.h5" in proc.stdout
     assert read_metrics(reference)["step"][-1] == 50
+
+
+def test_text_attributes_written_by_h5py(tmp_path, small_config, reference):
+    """h5py writes a str attribute as a variable-length string; mfres and
+    mfresfile read it as the text it is (it used to be reported missing)."""
+    def edit(f):
+        f["checkpoint"].attrs["kind"] = "checkpoint"
+        f["checkpoint"].attrs["version"] = "edited by h5py"
+        f["h5md/creator"].attrs["name"] = "mfres"
+    path = edited_copy(tmp_path, reference, edit)
+    with h5py.File(path, "r") as f:
+        assert h5py.check_string_dtype(f["checkpoint"].attrs.get_id("kind").dtype).length is None
+    assert "written by mfres edited by h5py" in mfres("info", path, check=True).stdout
+    mfres("train", small_config, "--out", tmp_path / "continued", "--restart", path, ranks=2,
+          check=True)
+    assert read_metrics(tmp_path / "continued")["step"][-1] == 40
+    assert Measure(path).kind == "checkpoint"
 
 
 def test_incomplete_file(tmp_path, small_config, reference):

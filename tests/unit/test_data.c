@@ -112,6 +112,7 @@ static void test_teacher_is_realizable(void **state)
 /* ---- files ---- */
 
 static char path[128];
+static int bad_label; /* when not 0, integer label 7 */
 
 static void write_file(const char *xname, int rows, int cols, const char *yname, int yrows,
                        int ycols, int integer_y, double poison)
@@ -131,7 +132,7 @@ static void write_file(const char *xname, int rows, int cols, const char *yname,
     if (integer_y) {
         int y[64];
         for (int i = 0; i < yrows; i++)
-            y[i] = i % 3;
+            y[i] = i == 7 && bad_label ? bad_label : i % 3;
         d = H5Dcreate2(f, yname, H5T_STD_I32LE, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
         H5Dwrite(d, H5T_NATIVE_INT, H5S_ALL, H5S_ALL, H5P_DEFAULT, y);
     } else {
@@ -242,6 +243,13 @@ static void test_bad_files(void **state)
     expect_error("dataset '/x' holds a NaN or Inf at element 5");
     write_file("y", 10, 2, "x", 10, 0, 0, 1.0);
     expect_error("dataset '/x' must be 2-D");
+    bad_label = -2;
+    write_file("x", 10, 2, "y", 10, 0, 1, 1.0);
+    expect_error("label y[7] = -2 is negative");
+    bad_label = 1000000; /* named as the file's row, not as the model.dim it implies */
+    write_file("x", 10, 2, "y", 10, 0, 1, 1.0);
+    expect_error("label y[7] = 1000000 is not below 65536, the most classes");
+    bad_label = 0;
     FILE *f = fopen(path, "w");
     fputs("x,y\n1,2\n", f);
     fclose(f);
