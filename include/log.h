@@ -67,4 +67,12 @@ void *log_xcalloc_at(const char *file, int line, size_t count, size_t size);
 #define xmalloc(bytes) log_xmalloc_at(__FILE__, __LINE__, (bytes))
 #define xcalloc(count, size) log_xcalloc_at(__FILE__, __LINE__, (count), (size))
 
+/* malloc of count x size bytes for an array whose size the input chose:
+ * `what` names it and the keys behind it ("the particles, model.layers x
+ * model.width x (2 model.dim + 1) / ranks doubles"), so that running out of
+ * memory (or a product beyond SIZE_MAX) says which setting asked for how
+ * much. Fatal on failure; zero bytes gives NULL. */
+void *log_xmalloc_for(const char *file, int line, const char *what, size_t count, size_t size);
+#define xmalloc_for(what, count, size) log_xmalloc_for(__FILE__, __LINE__, (what), (count), (size))
+
 #endif

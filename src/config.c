@@ -457,6 +457,13 @@ int config_resolve(struct mf_config *cfg, const struct mf_data_shape *file, char
         return fail(err, errlen, "model.layers x model.width = %lld x %lld is too many particles",
                     (long long)cfg->model.layers, (long long)cfg->model.width),
                -1;
+    const double batch = (double)(cfg->train.batch ? cfg->train.batch : cfg->data.samples);
+    if ((double)(cfg->model.layers + 1) * batch * (double)cfg->model.dim > 0x1p40)
+        return fail(err, errlen,
+                    "(model.layers + 1) x train.batch x model.dim = %lld x %.0f x %lld is too "
+                    "many batch states (at most 2^40)",
+                    (long long)cfg->model.layers + 1, batch, (long long)cfg->model.dim),
+               -1;
     if (cfg->data.probes > cfg->data.test_samples)
         cfg->data.probes = cfg->data.test_samples;
     if (cfg->train.batch > cfg->data.samples)

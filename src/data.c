@@ -36,8 +36,10 @@ static void alloc_samples(struct mf_samples *s, int64_t n, int64_t d_in, int64_t
     s->n = n;
     s->d_in = d_in;
     s->y_dim = y_dim;
-    s->x = xmalloc((size_t)(n * d_in) * sizeof(double));
-    s->y = xmalloc((size_t)(n * y_dim) * sizeof(double));
+    const char *what = "the samples (data.samples or data.test_samples x (data.input_dim + "
+                       "data.output_dim) doubles)";
+    s->x = xmalloc_for(what, (size_t)(n * d_in), sizeof(double));
+    s->y = xmalloc_for(what, (size_t)(n * y_dim), sizeof(double));
 }
 
 /* out[0..len) = scale * standard normals (or uniforms in (-1, 1)) of one
@@ -71,8 +73,10 @@ static void teacher_targets(const struct mf_config *cfg, struct mf_samples *s)
     particles_alloc(&t, L, M, D, 0, 1);
     particles_init(&t, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,
                    (uint64_t)cfg->data.seed, RNG_TEACHER);
-    double *X = xcalloc((size_t)(s->n * D), sizeof(double));
-    double *drift = xmalloc((size_t)(s->n * D) * sizeof(double));
+    const char *what = "the teacher's states (data.samples x model.dim doubles)";
+    double *X = xmalloc_for(what, (size_t)(s->n * D), sizeof(double));
+    double *drift = xmalloc_for(what, (size_t)(s->n * D), sizeof(double));
+    memset(X, 0, (size_t)(s->n * D) * sizeof *X);
     double *work = xmalloc((size_t)kernels_workspace(MF_CHUNK) * sizeof(double));
     for (int64_t j = 0; j < s->n; j++)
         memcpy(X + j * D, s->x + j * s->d_in, (size_t)s->d_in * sizeof *X);
@@ -216,7 +220,9 @@ static int read_matrix(hid_t file, const char *path, const char *name, int *rank
         log_file_error(err, errlen, "data.file", path, "dataset '/%s' is empty", name);
         goto out;
     }
-    *out = xmalloc(count * sizeof(double));
+    char what[MF_PATH_MAX + 64];
+    snprintf(what, sizeof what, "dataset '/%s' of data.file '%s'", name, path);
+    *out = xmalloc_for(what, count, sizeof(double));
     if (H5Dread(dset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
         log_file_error(err, errlen, "data.file", path, "cannot read dataset '/%s'", name);
         goto out;

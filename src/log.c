@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -81,5 +82,16 @@ void *log_xcalloc_at(const char *file, int line, size_t count, size_t size)
     void *p = calloc(count, size);
     if (!p)
         log_fatal_at(file, line, "out of memory allocating %zu x %zu bytes", count, size);
+    return p;
+}
+
+void *log_xmalloc_for(const char *file, int line, const char *what, size_t count, size_t size)
+{
+    if (count == 0 || size == 0)
+        return NULL;
+    void *p = count <= SIZE_MAX / size ? malloc(count * size) : NULL;
+    if (!p)
+        log_fatal_at(file, line, "out of memory: %s, %zu x %zu bytes (%.3g GiB), do not fit on "
+                     "this rank", what, count, size, (double)count * (double)size / 1073741824.0);
     return p;
 }

@@ -57,10 +57,12 @@ void particles_alloc(struct mf_particles *p, int64_t layers, int64_t width, int 
                      int ranks)
 {
     particles_layout(p, layers, width, dim, rank, ranks);
+    const char *what = "the particles' u, w (model.layers x model.width / ranks x model.dim "
+                       "doubles each) and b";
     size_t n = (size_t)(layers * p->count);
-    p->u = xmalloc(n * (size_t)dim * sizeof(double));
-    p->w = xmalloc(n * (size_t)dim * sizeof(double));
-    p->b = xmalloc(n * sizeof(double));
+    p->u = xmalloc_for(what, n * (size_t)dim, sizeof(double));
+    p->w = xmalloc_for(what, n * (size_t)dim, sizeof(double));
+    p->b = xmalloc_for(what, n, sizeof(double));
 }
 
 void particles_free(struct mf_particles *p)

@@ -102,7 +102,8 @@ static void workspace_alloc(struct train_workspace *w, const struct mf_config *c
     const int64_t D = cfg->model.dim, L = cfg->model.layers;
     const int64_t n = ds->train.n;
     w->B = cfg->train.batch ? cfg->train.batch : n;
-    w->X = xmalloc((size_t)((L + 1) * w->B * D) * sizeof(double));
+    w->X = xmalloc_for("the batch's states ((model.layers + 1) x train.batch x model.dim "
+                       "doubles)", (size_t)((L + 1) * w->B * D), sizeof(double));
     w->drift = xmalloc((size_t)(w->B * D) * sizeof(double));
     w->pL = xmalloc((size_t)(w->B * D) * sizeof(double));
     w->P = xmalloc((size_t)(w->B * D) * sizeof(double));
@@ -114,10 +115,12 @@ static void workspace_alloc(struct train_workspace *w, const struct mf_config *c
         w->perm[i] = i; /* the identity train_batch_indices expects */
     w->order = xmalloc((size_t)L * sizeof(int64_t));
     w->ne = n > ds->test.n ? n : ds->test.n;
-    w->E0 = xmalloc((size_t)(w->ne * D) * sizeof(double));
-    w->E = xmalloc((size_t)(w->ne * D) * sizeof(double));
-    w->Es = xmalloc((size_t)(w->ne * D) * sizeof(double));
-    w->Edrift = xmalloc((size_t)(w->ne * D) * sizeof(double));
+    const char *what = "the evaluation's states (4 x the larger of data.samples and "
+                       "data.test_samples x model.dim doubles)";
+    w->E0 = xmalloc_for(what, (size_t)(w->ne * D), sizeof(double));
+    w->E = xmalloc_for(what, (size_t)(w->ne * D), sizeof(double));
+    w->Es = xmalloc_for(what, (size_t)(w->ne * D), sizeof(double));
+    w->Edrift = xmalloc_for(what, (size_t)(w->ne * D), sizeof(double));
     w->probes = cfg->data.probes < ds->test.n ? cfg->data.probes : ds->test.n;
     w->probe_out = xcalloc((size_t)(w->probes * ds->d_out) + 1, sizeof(double));
 }

@@ -3,6 +3,7 @@ with exit status 2 and a message naming the problem, without hanging and
 without touching existing files."""
 import os
 import re
+import resource
 import subprocess
 
 import numpy as np
@@ -257,3 +258,23 @@ def test_paths_that_would_not_read_back(tmp_path, small_config, path, message):
         proc = mfres("config", cfg, timeout=30)
         assert proc.returncode == 2, proc.stderr
         assert f"{cfg}:3: [data] file: " + message.replace("POS", "2") in proc.stderr
+
+
+def test_out_of_memory_names_the_keys(tmp_path, small_config):
+    """Particles that do not fit (under a 4 GiB address-space limit): the
+    message names the array and the keys that sized it, and the run
+    directory is not created."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+    proc = subprocess.run([MFRES, "train", small_config, "--out", tmp_path / "run", "--set",
+                           "model.layers=1", "--set", "model.width=200000000"], env=ENV,
+                          preexec_fn=limit, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert ("out of memory: the particles' u, w (model.layers x model.width / ranks x "
+            "model.dim doubles each) and b, 800000000 x 8 bytes (5.96 GiB)") in proc.stderr
+    assert not (tmp_path / "run").exists()
+    proc = mfres("config", small_config, "--set", "model.layers=1000000000", "--set",
+                 "model.width=1", "--set", "data.samples=100000", "--set", "train.batch=0")
+    assert proc.returncode == 2
+    assert ("(model.layers + 1) x train.batch x model.dim = 1000000001 x 100000 x 4 is too "
+            "many batch states (at most 2^40)") in proc.stderr
