@@ -152,7 +152,8 @@ slurm-tests: $(BUILD)/mfres
 # components loaded and unwinds slowly so that its own never-freed
 # allocations are attributed to it and suppressed; ours are not.
 SANITIZE_SELECT := (test_runs or test_cli or same_ranks or forged or another_type or \
-    non_finite or layout) and not generic_openblas and not work_sharing and not data_file_is_read
+    non_finite or layout) and not generic_openblas and not work_sharing and not data_file_is_read \
+    and not out_of_memory
 ASAN_SERIAL := OMPI_MCA_mca_base_component_disable_dlclose=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0

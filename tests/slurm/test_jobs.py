@@ -110,30 +110,14 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     assert_same_run(tmp_path / "hand", run, steps)
 
 
-def test_scontrol_requeue_mid_run(cluster, tmp_path, seconds_per_step):
-    """A requeue forced by an administrator: Slurm stops the job with SIGTERM,
-    mfres checkpoints, and the requeued job continues from there."""
-    run = tmp_path / "job"
-    long, steps = lasting(12, seconds_per_step, 500)
-    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
-                         *long, "--out", run)
-    wait_for_lines(run / "metrics.tsv", 2)
-    cluster.run(["scontrol", "requeue", job], check=True)
-    assert cluster.wait(job) == ["COMPLETED"]
-    log = job_log(run)
-    assert "restarting from" in log and "exited with status 0" in log
-    by_hand(cluster, tmp_path / "hand", *long)
-    assert_same_run(tmp_path / "hand", run, steps)
-
-
 def test_real_time_limit(cluster, tmp_path, seconds_per_step):
     """A real time limit and Slurm's own early signal. slurmctld checks time
     limits every 30 s and sends the --signal warning at the first check less
     than T + 30 s before the limit: with --time=2 and B:USR1@60, 30 to 60 s
-    into every start. The run needs about 80 s, so its first start is
+    into every start. The run needs about 70 s, so its first start is
     stopped with a checkpoint and requeued, and a later one finishes it."""
     run = tmp_path / "job"
-    long, steps = lasting(80, seconds_per_step, 1000)
+    long, steps = lasting(70, seconds_per_step, 1000)
     job = cluster.submit("-n", "2", "--time=2", "--signal=B:USR1@60", "-o",
                          tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG, *long,
                          "--out", run)
@@ -187,7 +171,8 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
                                                                   seconds_per_step):
     """jobs/study.sh --submit: an array job over 3 widths x 4 seeds (2 tasks
     at a time, the widest first) and an analysis job after it. The first
-    task, requeued while it runs, continues from its checkpoint and ends as
+    task, requeued by `scontrol requeue` while it runs (Slurm stops it with
+    SIGTERM, mfres checkpoints), continues from its checkpoint and ends as
     the same run made by hand; the analysis starts only when all 12 are done."""
     out = tmp_path / "study"
     long, steps = lasting(4, seconds_per_step, 500)
