@@ -50,4 +50,11 @@ void h5_select_rows(hid_t space, const struct h5_rows *s, int lead);
  * analysis/mfresfile.py holds an independent implementation. */
 uint64_t h5_checksum(const void *data, uint64_t count, size_t size, uint64_t first);
 
+/* 0 when dataset `name` of file (opened by every rank of comm) matches its
+ * checksum attribute; else -1 with why: "has no checksum", "cannot be read"
+ * or "does not match its checksum (damaged)". Each rank reads an equal
+ * share of the rows of the first dimension longer than 1, in blocks of a
+ * few MiB, with independent transfers. Collective. */
+int h5_verify(hid_t file, const char *name, char *why, size_t len, MPI_Comm comm);
+
 #endif

@@ -352,77 +352,6 @@ static int dataset_names(const struct checkpoint_header *hdr, char names[][64])
     return n;
 }
 
-/* 0 when dataset `name` matches its checksum attribute; else -1 with err.
- * Each rank reads an equal share of the rows of the first dimension longer
- * than 1, in blocks of a few MiB, with independent transfers. Collective. */
-static int verify_dataset(hid_t file, const char *path, const char *name, char *err,
-                          size_t errlen, MPI_Comm comm)
-{
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    hid_t ftype = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
-    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
-    uint64_t stored = 0, sum = 0;
-    int have = d >= 0 && H5Aexists(d, "checksum") > 0;
-    if (have) {
-        hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
-        have = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &stored) >= 0;
-        if (a >= 0)
-            H5Aclose(a);
-    }
-    const H5T_class_t kind = ftype >= 0 ? H5Tget_class(ftype) : H5T_NO_CLASS;
-    int read_ok = have && (kind == H5T_INTEGER || kind == H5T_FLOAT ||
-                           (kind == H5T_STRING && !H5Tis_variable_str(ftype)));
-    if (read_ok) {
-        hid_t mtype = kind == H5T_STRING ? H5Tcopy(ftype) : H5Tget_native_type(ftype, H5T_DIR_ASCEND);
-        const size_t size = H5Tget_size(mtype);
-        hsize_t dims[H5S_MAX_RANK] = {0};
-        const int rank = H5Sget_simple_extent_dims(space, dims, NULL);
-        int split = 0; /* the dimension shared out: the first longer than 1 */
-        while (split < rank - 1 && dims[split] == 1)
-            split++;
-        hsize_t rows = rank > 0 ? dims[split] : 1, row = 1;
-        for (int i = split + 1; i < rank; i++)
-            row *= dims[i];
-        const int me = comm_rank(comm), ranks = comm_size(comm);
-        const hsize_t first = rows * (hsize_t)me / (hsize_t)ranks;
-        const hsize_t last = rows * (hsize_t)(me + 1) / (hsize_t)ranks;
-        const hsize_t block = row * size > (4u << 20) ? 1 : (4u << 20) / (row * size);
-        char *buf = xmalloc((size_t)(block * row * size));
-        for (hsize_t r = first; r < last && read_ok; r += block) {
-            const hsize_t n = last - r < block ? last - r : block, elements = n * row;
-            hid_t mem = H5Screate_simple(1, &elements, NULL);
-            if (rank > 0) {
-                hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
-                memcpy(count, dims, sizeof count);
-                start[split] = r, count[split] = n;
-                H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
-            }
-            read_ok = H5Dread(d, mtype, mem, space, H5P_DEFAULT, buf) >= 0;
-            sum += h5_checksum(buf, elements, size, r * row);
-            H5Sclose(mem);
-        }
-        free(buf);
-        H5Tclose(mtype);
-    }
-    if (space >= 0)
-        H5Sclose(space);
-    if (ftype >= 0)
-        H5Tclose(ftype);
-    if (d >= 0)
-        H5Dclose(d);
-    sum = comm_sum_u64(sum, comm);
-    if (!comm_all_ok(have, comm))
-        return log_file_error(err, errlen, "checkpoint", path, "dataset '%s' has no checksum",
-                              name);
-    if (!comm_all_ok(read_ok, comm))
-        return log_file_error(err, errlen, "checkpoint", path, "dataset '%s' cannot be read",
-                              name);
-    if (sum != stored)
-        return log_file_error(err, errlen, "checkpoint", path,
-                              "dataset '%s' does not match its checksum (damaged)", name);
-    return 0;
-}
-
 /* 0 when every dataset of a file validate() accepted matches its checksum;
  * else -1 with err naming the first that does not. Collective. */
 static int verify(const char *path, const struct checkpoint_header *hdr, char *err,
@@ -439,8 +368,12 @@ static int verify(const char *path, const struct checkpoint_header *hdr, char *e
     char names[MAX_DATASETS][64];
     const int n = dataset_names(hdr, names);
     int status = 0;
-    for (int i = 0; i < n && status == 0; i++)
-        status = verify_dataset(file, path, names[i], err, errlen, comm);
+    for (int i = 0; i < n && status == 0; i++) {
+        char why[128];
+        if (h5_verify(file, names[i], why, sizeof why, comm) != 0)
+            status = log_file_error(err, errlen, "checkpoint", path, "dataset '%s' %s", names[i],
+                                    why);
+    }
     H5Fclose(file);
     return status;
 }

@@ -5,8 +5,12 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "comm.h"
+#include "log.h"
 
 hid_t h5_open_read(const char *path, char *why, size_t len)
 {
@@ -88,4 +92,68 @@ uint64_t h5_checksum(const void *data, uint64_t count, size_t size, uint64_t fir
     default: return h5_checksum(data, count * size, 1, first * size);
     }
     return sum;
+}
+
+int h5_verify(hid_t file, const char *name, char *why, size_t len, MPI_Comm comm)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t ftype = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    uint64_t stored = 0, sum = 0;
+    int have = d >= 0 && H5Aexists(d, "checksum") > 0;
+    if (have) {
+        hid_t a = H5Aopen(d, "checksum", H5P_DEFAULT);
+        have = a >= 0 && H5Aread(a, H5T_NATIVE_UINT64, &stored) >= 0;
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    const H5T_class_t kind = ftype >= 0 ? H5Tget_class(ftype) : H5T_NO_CLASS;
+    int read_ok = have && (kind == H5T_INTEGER || kind == H5T_FLOAT ||
+                           (kind == H5T_STRING && !H5Tis_variable_str(ftype)));
+    if (read_ok) {
+        hid_t mtype = kind == H5T_STRING ? H5Tcopy(ftype) : H5Tget_native_type(ftype, H5T_DIR_ASCEND);
+        const size_t size = H5Tget_size(mtype);
+        hsize_t dims[H5S_MAX_RANK] = {0};
+        const int rank = H5Sget_simple_extent_dims(space, dims, NULL);
+        int split = 0; /* the dimension shared out: the first longer than 1 */
+        while (split < rank - 1 && dims[split] == 1)
+            split++;
+        hsize_t rows = rank > 0 ? dims[split] : 1, row = 1;
+        for (int i = split + 1; i < rank; i++)
+            row *= dims[i];
+        const int me = comm_rank(comm), ranks = comm_size(comm);
+        const hsize_t first = rows * (hsize_t)me / (hsize_t)ranks;
+        const hsize_t last = rows * (hsize_t)(me + 1) / (hsize_t)ranks;
+        const hsize_t block = row * size > (4u << 20) ? 1 : (4u << 20) / (row * size);
+        char *buf = xmalloc((size_t)(block * row * size));
+        for (hsize_t r = first; r < last && read_ok; r += block) {
+            const hsize_t n = last - r < block ? last - r : block, elements = n * row;
+            hid_t mem = H5Screate_simple(1, &elements, NULL);
+            if (rank > 0) {
+                hsize_t start[H5S_MAX_RANK] = {0}, count[H5S_MAX_RANK];
+                memcpy(count, dims, sizeof count);
+                start[split] = r, count[split] = n;
+                H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
+            }
+            read_ok = H5Dread(d, mtype, mem, space, H5P_DEFAULT, buf) >= 0;
+            sum += h5_checksum(buf, elements, size, r * row);
+            H5Sclose(mem);
+        }
+        free(buf);
+        H5Tclose(mtype);
+    }
+    if (space >= 0)
+        H5Sclose(space);
+    if (ftype >= 0)
+        H5Tclose(ftype);
+    if (d >= 0)
+        H5Dclose(d);
+    sum = comm_sum_u64(sum, comm);
+    const char *problem = !comm_all_ok(have, comm)      ? "has no checksum"
+                          : !comm_all_ok(read_ok, comm) ? "cannot be read"
+                          : sum != stored               ? "does not match its checksum (damaged)"
+                                                        : NULL;
+    if (problem)
+        snprintf(why, len, "%s", problem);
+    return problem ? -1 : 0;
 }
