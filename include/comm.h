@@ -25,6 +25,10 @@ int comm_size(MPI_Comm comm);
  * Timed under TIMER_MPI. Collective. */
 void comm_sum(double *values, long n, MPI_Comm comm);
 
+/* The same over int64 (exact: the result does not depend on the order in
+ * which MPI adds). Collective. */
+void comm_sum_i64(int64_t *values, long n, MPI_Comm comm);
+
 /* Each comm_sum's wait, in seconds, in call order. */
 struct comm_wait_log {
     double *wait;

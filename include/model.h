@@ -33,8 +33,9 @@ struct mf_model {
     MPI_Comm comm;                 /* ranks sharing the particles */
     double *work;                  /* kernel workspace */
     double *grad;                  /* one chunk's gradient tile: gu, gw, gb */
-    double *sums;                  /* a group's sums and a pass's total */
-    int64_t sums_size;             /* doubles in each */
+    double *chunk_sums;            /* one chunk's sums, the terms of acc */
+    int64_t *acc;                  /* a pass's exact sums (exact.h) */
+    int64_t sums_size;             /* doubles in chunk_sums */
     struct mf_share *share;        /* work sharing on the node (train.share_work); or NULL */
 };
 
@@ -78,8 +79,8 @@ double model_loss(const struct mf_model *m, int64_t n, const double *XL, const d
 /* Adjoint pass from pL over the states X of model_forward (all slots kept;
  * for the shallow architecture only slot 0 is read), with the chunk updates
  * of upd. P and dP are n x D scratch; P starts as a copy of pL. Returns the
- * sum over owned particles of |L M dE/dtheta + lambda theta|^2, the squared
- * mean-field velocity (not reduced over ranks). Collective. */
+ * sum over all particles of |L M dE/dtheta + lambda theta|^2, the squared
+ * mean-field velocity (an exact sum, the same on every rank). Collective. */
 double model_backward(struct mf_model *m, int64_t n, const double *X, const double *pL,
                       const int64_t *order, const struct mf_update *upd, double *P,
                       double *dP);

@@ -45,11 +45,10 @@ struct mf_chunk {
     int64_t offset;    /* of its first particle in its owner's arrays, l * count + i */
 };
 
-/* Sums over a rank's particles of one layer (the drift, the adjoint
- * increment) are taken in groups of consecutive chunks, at most MF_GROUPS:
- * each group is summed from zero, chunk by chunk, and the groups' sums are
- * then added in order. The result depends on the partition only, not on
- * which rank computed which group (see share.h). */
+/* A rank's chunks of one layer are handed out in groups of consecutive
+ * chunks, at most MF_GROUPS, the unit work sharing claims (share.h). The
+ * sums over the chunks are exact (exact.h), so the grouping changes no
+ * result. */
 #define MF_GROUPS 64
 
 /* The particles per group for a rank owning count per layer: a multiple

@@ -15,13 +15,10 @@
  * a thief never takes a group of another pass: a counter holds the groups
  * of this pass or none.
  *
- * A stolen group's sums go to a slot in its owner's memory, and the owner
- * adds them after the pass, in group order, after its own: every group is
- * summed from zero by whoever computes it, and the groups are added in the
- * same order as without sharing. Results are the same, bit for bit, with and
- * without sharing, whoever computed what. A rank lends at most MF_SLOTS
- * groups per pass (fewer for large sums), and passes of more than `rows`
- * samples are not shared.
+ * Whoever computes a chunk adds its sums to its own exact accumulator
+ * (exact.h), whose total does not depend on the order or the rank of its
+ * terms: results are the same, bit for bit, with and without sharing,
+ * whoever computed what.
  */
 #ifndef MFRES_SHARE_H
 #define MFRES_SHARE_H
@@ -33,44 +30,38 @@
 
 struct mf_share;
 
-/* Groups a rank lends per pass at most (its slots; fewer where 32 slots
- * would take more than 16 MiB). */
-#define MF_SLOTS 32
-
 /* A group of chunks claimed in a pass: owned indices [i0, i1), in the
  * pass's layer, of `owner` (the owner's particles, as a view). */
 struct mf_group {
     const struct mf_particles *owner;
     int64_t i0, i1;
-    double *sums; /* a stolen group: where its sums go (NULL: our own) */
 };
 
 /* Lay out this rank's particles as particles_alloc does, their arrays in a
- * window shared by the ranks of comm on this node, with slots for sums of
- * up to rows x dim + 1 doubles. If some node lacks the shared memory: a
+ * window shared by the ranks of comm on this node. If some node lacks the
+ * shared memory: a
  * fatal error if required, else a warning and NULL on every rank (the
  * caller allocates the particles as usual). Collective over comm. */
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int64_t rows, int required, MPI_Comm comm);
+                              int required, MPI_Comm comm);
 
 /* Free the window, and with it the particle arrays (particles_free first).
  * Collective over comm. */
 void share_destroy(struct mf_share *s);
 
-/* Start the next pass over the groups of a layer, whose sums are `count`
- * doubles. With steal = 0, or sums larger than the slots, this rank
+/* Start the next pass over the groups of a layer. With steal = 0 this rank
  * computes its own groups only and lends none (as in a pass whose results
  * are kept per owned particle). Every rank of the node must make the same
- * passes with the same count, over the same layer. Not collective. */
-void share_begin(struct mf_share *s, int steal, int64_t count);
+ * passes, over the same layer. Not collective. */
+void share_begin(struct mf_share *s, int steal);
 
 /* The next group this rank computes in the pass: its own groups in order,
  * then others'; 0 when none is left for it. */
 int share_next(struct mf_share *s, struct mf_group *g);
 
-/* End the pass: wait for the node's ranks, then add the sums of our groups
- * that others computed, in group order, to sums. Collective over the node. */
-void share_end(struct mf_share *s, double *sums);
+/* End the pass: wait for the node's ranks, so that every particle update of
+ * the pass is seen by its owner. Collective over the node. */
+void share_end(struct mf_share *s);
 
 /* Chunk evaluations since share_create, summed over the ranks of comm: all,
  * and those by a rank other than the chunk's owner. Collective. */

@@ -46,7 +46,9 @@ void comm_time_waits(int on, struct comm_wait_log *log)
     wait_log = on ? log : NULL;
 }
 
-void comm_sum(double *values, long n, MPI_Comm comm)
+/* MPI_SUM in place over n values of type (size bytes each), waits timed
+ * when asked, in slices for counts beyond an int. */
+static void sum_in_place(void *values, long n, MPI_Datatype type, size_t size, MPI_Comm comm)
 {
     timer_start(TIMER_MPI);
     if (time_waits) {
@@ -57,13 +59,23 @@ void comm_sum(double *values, long n, MPI_Comm comm)
         if (wait_log && wait_log->n < wait_log->capacity)
             wait_log->wait[wait_log->n++] = MPI_Wtime() - t0;
     }
-    /* MPI counts are int: reduce in slices for very large buffers. */
     const long slice = 1L << 30;
     for (long off = 0; off < n; off += slice) {
         long len = n - off < slice ? n - off : slice;
-        MPI_Allreduce(MPI_IN_PLACE, values + off, (int)len, MPI_DOUBLE, MPI_SUM, comm);
+        MPI_Allreduce(MPI_IN_PLACE, (char *)values + (size_t)off * size, (int)len, type, MPI_SUM,
+                      comm);
     }
     timer_stop(TIMER_MPI);
+}
+
+void comm_sum(double *values, long n, MPI_Comm comm)
+{
+    sum_in_place(values, n, MPI_DOUBLE, sizeof *values, comm);
+}
+
+void comm_sum_i64(int64_t *values, long n, MPI_Comm comm)
+{
+    sum_in_place(values, n, MPI_INT64_T, sizeof *values, comm);
 }
 
 double comm_max(double value, MPI_Comm comm)

@@ -2,11 +2,16 @@
  * model: forward pass, loss, adjoint pass and fused particle update across
  * layers and ranks (see model.h).
  *
- * Per layer, each rank sums over its groups of chunks (with work sharing,
- * the node's ranks compute each other's) into one n x D buffer; comm_sum
- * then adds the ranks' shares. The last adjoint
- * increment (p_0) is never needed and is skipped, as is the adjoint of the
- * shallow ensemble, whose every block sees X_0 and p_L.
+ * Per layer, each chunk's sums (n x D: its share of the drift, or of the
+ * adjoint's increment) are computed from zero in a fixed order, whatever
+ * rank computes the chunk, and added to the rank's exact accumulator
+ * (exact.h); one MPI_Allreduce over integers then adds the ranks'. A sum of
+ * chunk sums that is exact does not depend on which rank held or computed
+ * which chunk, so every layer's drift and adjoint, and so the whole
+ * trajectory, are the same bits on any number of ranks, with or without
+ * work sharing and load balancing. The last adjoint increment (p_0) is
+ * never needed and is skipped, as is the adjoint of the shallow ensemble,
+ * whose every block sees X_0 and p_L.
  */
 #include "model.h"
 
@@ -16,6 +21,7 @@
 
 #include "comm.h"
 #include "config.h"
+#include "exact.h"
 #include "kernels.h"
 #include "log.h"
 #include "share.h"
@@ -36,9 +42,8 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
                       (cfg->train.share_work == MF_SHARE_AUTO && cfg->train.balance_every == 0);
     if (share && comm_size(comm) > 1)
         m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
-                                (int)cfg->model.dim,
-                                cfg->train.batch ? cfg->train.batch : cfg->data.samples,
-                                cfg->train.share_work == MF_SHARE_NODE, comm);
+                                (int)cfg->model.dim, cfg->train.share_work == MF_SHARE_NODE,
+                                comm);
     if (!m->share)
         particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
                         (int)cfg->model.dim, comm_rank(comm), comm_size(comm));
@@ -56,8 +61,10 @@ void model_destroy(struct mf_model *m)
     m->share = NULL;
     free(m->work);
     free(m->grad);
-    free(m->sums);
-    m->work = m->grad = m->sums = NULL;
+    free(m->chunk_sums);
+    free(m->acc);
+    m->work = m->grad = m->chunk_sums = NULL;
+    m->acc = NULL;
     m->sums_size = 0;
 }
 
@@ -71,83 +78,89 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
     }
 }
 
-/* One pass over the groups of chunks of a layer (particles.h): this rank's
- * own, in order, or with work sharing whichever it claims on its node
- * (every group of the node exactly once over its ranks). Each group is
- * summed from zero, into its own buffer or a slot of its owner's; our own
- * groups' sums are added to the pass's total as they are done, those that
- * other ranks computed at the end, in group order. */
-struct pass {
-    struct mf_model *m;
-    int64_t count;         /* doubles per sum */
-    int64_t next;          /* next own group start, without sharing */
-    double *group, *total; /* a group's sums; the pass's */
-};
-
-static struct pass pass_begin(struct mf_model *m, int steal, int64_t count)
+/* Exact sums of `count` doubles, gathered chunk by chunk: sums_begin zeroes
+ * the accumulator, chunk_sums hands out a zeroed buffer for one chunk's
+ * sums, sums_add adds them, sums_end reduces over the ranks. */
+static void sums_begin(struct mf_model *m, int64_t count)
 {
     if (count > m->sums_size) {
-        free(m->sums);
-        m->sums = xmalloc(2 * (size_t)count * sizeof *m->sums);
+        free(m->chunk_sums);
+        free(m->acc);
+        m->chunk_sums = xmalloc((size_t)count * sizeof *m->chunk_sums);
+        m->acc = xmalloc((size_t)exact_size(&EXACT_STATE, count) * sizeof *m->acc);
         m->sums_size = count;
     }
-    struct pass ps = {m, count, 0, m->sums, m->sums + count};
-    memset(ps.total, 0, (size_t)count * sizeof *ps.total);
-    if (m->share)
-        share_begin(m->share, steal, count);
-    return ps;
+    memset(m->acc, 0, (size_t)exact_size(&EXACT_STATE, count) * sizeof *m->acc);
 }
 
-/* The next group of the pass, and in *sums its zeroed sums. */
-static int pass_next(struct pass *ps, struct mf_group *g, double **sums)
+static double *chunk_sums(struct mf_model *m, int64_t count)
+{
+    memset(m->chunk_sums, 0, (size_t)count * sizeof *m->chunk_sums);
+    return m->chunk_sums;
+}
+
+static void sums_add(struct mf_model *m, int64_t count, int64_t *terms)
+{
+    exact_add(&EXACT_STATE, m->acc, m->chunk_sums, count);
+    if (++*terms % (EXACT_TERMS / 2) == 0)
+        exact_carry(&EXACT_STATE, m->acc, count);
+}
+
+static void sums_end(struct mf_model *m, int64_t count, double *out)
+{
+    exact_allreduce(&EXACT_STATE, m->acc, count, out, m->comm);
+}
+
+/* One pass over the groups of chunks of a layer (particles.h): this rank's
+ * own, in order, or with work sharing whichever it claims on its node
+ * (every group of the node exactly once over its ranks). */
+struct pass {
+    struct mf_model *m;
+    int64_t next; /* next own group start, without sharing */
+};
+
+static struct pass pass_begin(struct mf_model *m, int steal)
+{
+    if (m->share)
+        share_begin(m->share, steal);
+    return (struct pass){m, 0};
+}
+
+static int pass_next(struct pass *ps, struct mf_group *g)
 {
     const struct mf_particles *p = &ps->m->particles;
-    if (ps->m->share) {
-        if (!share_next(ps->m->share, g))
-            return 0;
-    } else {
-        if (ps->next >= p->count)
-            return 0;
-        const int64_t end = ps->next + particles_group_size(p->count);
-        *g = (struct mf_group){p, ps->next, end < p->count ? end : p->count, NULL};
-        ps->next = end;
-    }
-    *sums = g->sums ? g->sums : ps->group;
-    memset(*sums, 0, (size_t)ps->count * sizeof **sums);
+    if (ps->m->share)
+        return share_next(ps->m->share, g);
+    if (ps->next >= p->count)
+        return 0;
+    const int64_t end = ps->next + particles_group_size(p->count);
+    *g = (struct mf_group){p, ps->next, end < p->count ? end : p->count};
+    ps->next = end;
     return 1;
 }
 
-/* Group g is summed. */
-static void pass_done(struct pass *ps, const struct mf_group *g)
-{
-    if (!g->sums)
-        for (int64_t i = 0; i < ps->count; i++)
-            ps->total[i] += ps->group[i];
-}
-
-/* The pass's total, not reduced over ranks. */
-static const double *pass_end(struct pass *ps)
+static void pass_end(struct pass *ps)
 {
     if (ps->m->share)
-        share_end(ps->m->share, ps->total);
-    return ps->total;
+        share_end(ps->m->share);
 }
 
-/* This rank's part of the drift of layer l at X (n x D, not reduced). */
-static const double *layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X)
+/* Add this rank's chunks' drift of layer l at X (n x D) to the sums. */
+static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X,
+                        int64_t *terms)
 {
     const int D = m->particles.dim;
-    struct pass ps = pass_begin(m, 1, n * D);
+    struct pass ps = pass_begin(m, 1);
     struct mf_group g;
-    double *sums;
-    while (pass_next(&ps, &g, &sums)) {
+    while (pass_next(&ps, &g)) {
         for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
             const struct mf_chunk c = particles_chunk(g.owner, l, i0);
-            kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b, sums, m->work);
+            kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b,
+                            chunk_sums(m, n * D), m->work);
+            sums_add(m, n * D, terms);
         }
-        pass_done(&ps, &g);
     }
-    return pass_end(&ps);
+    pass_end(&ps);
 }
 
 void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride,
@@ -157,8 +170,10 @@ void model_forward(struct mf_model *m, int64_t n, double *X, int64_t slot_stride
     const int64_t nd = n * p->dim;
     for (int64_t k = 0; k < p->layers; k++) {
         double *Xk = X + k * slot_stride, *Xnext = Xk + slot_stride;
-        memcpy(drift, layer_drift(m, order ? order[k] : k, n, Xk), (size_t)nd * sizeof *drift);
-        comm_sum(drift, nd, m->comm);
+        int64_t terms = 0;
+        sums_begin(m, nd);
+        layer_drift(m, order ? order[k] : k, n, Xk, &terms);
+        sums_end(m, nd, drift);
         for (int64_t i = 0; i < nd; i++)
             Xnext[i] = Xk[i] + m->h * drift[i];
     }
@@ -168,13 +183,11 @@ void model_forward_shallow(struct mf_model *m, int64_t n, const double *X0, doub
 {
     const struct mf_particles *p = &m->particles;
     const int64_t nd = n * p->dim;
-    memset(out, 0, (size_t)nd * sizeof *out);
-    for (int64_t l = 0; l < p->layers; l++) {
-        const double *drift = layer_drift(m, l, n, X0);
-        for (int64_t i = 0; i < nd; i++)
-            out[i] += drift[i];
-    }
-    comm_sum(out, nd, m->comm);
+    int64_t terms = 0;
+    sums_begin(m, nd);
+    for (int64_t l = 0; l < p->layers; l++)
+        layer_drift(m, l, n, X0, &terms);
+    sums_end(m, nd, out);
     for (int64_t i = 0; i < nd; i++)
         out[i] = X0[i] + m->h * out[i];
 }
@@ -299,36 +312,42 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
     const int64_t nd = n * D;
     const int shallow = m->architecture == MF_ARCH_SHALLOW;
     double *gu = m->grad, *gw = gu + MF_CHUNK * D, *gb = gw + MF_CHUNK * D;
-    double vv = 0;
+    int64_t vv[EXACT_SCALAR_LIMBS + 1]; /* exact_size(&EXACT_SCALAR, 1) */
+    memset(vv, 0, sizeof vv);
     memcpy(P, pL, (size_t)nd * sizeof *P);
     for (int64_t k = p->layers - 1; k >= 0; k--) {
         const int64_t l = order ? order[k] : k;
         const double *Xk = shallow ? X : X + k * nd;
         /* P = p_{k+1}; the increment to p_k is needed only above layer 0.
-         * The sums are dP (n x D) and the squared velocities. Gradients
-         * copied out are laid out per owned particle: such a pass computes
-         * this rank's groups only. */
+         * The sums are dP (n x D); the squared velocities have their own.
+         * Gradients copied out are laid out per owned particle: such a pass
+         * computes this rank's groups only. */
         const int want_dp = !shallow && k > 0;
-        struct pass ps = pass_begin(m, !(upd && upd->grad_u), nd + 1);
+        int64_t terms = 0;
+        if (want_dp)
+            sums_begin(m, nd);
+        struct pass ps = pass_begin(m, !(upd && upd->grad_u));
         struct mf_group g;
-        double *sums;
-        while (pass_next(&ps, &g, &sums)) {
+        while (pass_next(&ps, &g)) {
             for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
                 const struct mf_chunk c = particles_chunk(g.owner, l, i0);
                 kernels_backward(m->activation, n, D, Xk, P, c.size, c.u, c.w, c.b,
-                                 want_dp ? sums : NULL, gu, gw, gb, m->work);
-                sums[nd] += update_chunk(m, upd, l, &c, gu, gw, gb);
+                                 want_dp ? chunk_sums(m, nd) : NULL, gu, gw, gb, m->work);
+                if (want_dp)
+                    sums_add(m, nd, &terms);
+                const double chunk_vv = update_chunk(m, upd, l, &c, gu, gw, gb);
+                exact_add(&EXACT_SCALAR, vv, &chunk_vv, 1);
             }
-            pass_done(&ps, &g);
         }
-        const double *total = pass_end(&ps);
-        vv += total[nd];
+        pass_end(&ps);
+        exact_carry(&EXACT_SCALAR, vv, 1); /* a layer's chunks are far fewer than 2^22 */
         if (want_dp) {
-            memcpy(dP, total, (size_t)nd * sizeof *dP);
-            comm_sum(dP, nd, m->comm);
+            sums_end(m, nd, dP);
             for (int64_t i = 0; i < nd; i++)
                 P[i] += m->h * dP[i];
         }
     }
-    return vv;
+    double total;
+    exact_allreduce(&EXACT_SCALAR, vv, 1, &total, m->comm);
+    return total;
 }

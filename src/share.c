@@ -13,10 +13,8 @@
 #include "timer.h"
 
 /* A rank's segment of the window: its claim counter on a cache line of its
- * own, its particle arrays, then its slots. */
+ * own, then its particle arrays. */
 #define COUNTER_BYTES 64
-/* The slots of a rank take at most this much (or one slot). */
-#define SLOT_BYTES (16 << 20)
 
 struct mf_share {
     MPI_Comm node;              /* the ranks of comm on this node */
@@ -24,9 +22,6 @@ struct mf_share {
     int ranks, me;              /* node size and rank */
     struct mf_particles *peer;  /* [ranks]: each node rank's particles, as views */
     _Atomic uint64_t **counter; /* [ranks]: front << 32 | back; unclaimed groups [front, back) */
-    double **slots;             /* [ranks]: `lendable` sums of `stride` doubles each */
-    int64_t stride, lendable;   /* doubles per slot; slots per rank */
-    int64_t count;              /* this pass: doubles per sum */
     int64_t next;               /* the next own group, when not stealing */
     int steal, victim;          /* this pass shares; offset of the rank claimed from now */
     int64_t computed, foreign;  /* chunk evaluations */
@@ -51,12 +46,10 @@ static int room_for(double bytes, char *why, size_t len)
 }
 
 struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int64_t rows, int required, MPI_Comm comm)
+                              int required, MPI_Comm comm)
 {
     struct mf_share *s = xmalloc(sizeof *s);
-    *s = (struct mf_share){.node = comm_node(comm), .stride = rows * dim + 1};
-    s->lendable = SLOT_BYTES / (s->stride * (int64_t)sizeof(double));
-    s->lendable = s->lendable < 1 ? 1 : s->lendable > MF_SLOTS ? MF_SLOTS : s->lendable;
+    *s = (struct mf_share){.node = comm_node(comm)};
     s->ranks = comm_size(s->node);
     s->me = comm_rank(s->node);
     particles_layout(p, layers, width, dim, comm_rank(comm), comm_size(comm));
@@ -64,7 +57,7 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
     const size_t values = (size_t)particles_values(p);
-    const size_t bytes = COUNTER_BYTES + (values + (size_t)(s->lendable * s->stride)) * sizeof(double);
+    const size_t bytes = COUNTER_BYTES + values * sizeof(double);
     double node_bytes = (double)bytes;
     comm_sum(&node_bytes, 1, s->node);
     char why[160];
@@ -84,7 +77,6 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
     particles_attach(p, (double *)(base + COUNTER_BYTES));
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);
     s->counter = xmalloc((size_t)s->ranks * sizeof *s->counter);
-    s->slots = xmalloc((size_t)s->ranks * sizeof *s->slots);
     for (int q = 0; q < s->ranks; q++) {
         char *segment = comm_shared_peer(s->win, q);
         s->peer[q] = *p;
@@ -92,7 +84,6 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
         s->peer[q].count = count[q];
         particles_attach(&s->peer[q], (double *)(segment + COUNTER_BYTES));
         s->counter[q] = (_Atomic uint64_t *)segment;
-        s->slots[q] = (double *)(segment + COUNTER_BYTES) + particles_values(&s->peer[q]);
     }
     free(first);
     if (!atomic_is_lock_free(s->counter[s->me]))
@@ -110,7 +101,6 @@ void share_destroy(struct mf_share *s)
     comm_free(&s->node);
     free(s->peer);
     free(s->counter);
-    free(s->slots);
     free(s);
 }
 
@@ -121,44 +111,40 @@ static int64_t groups_of(const struct mf_share *s, int q)
     return (s->peer[q].count + size - 1) / size;
 }
 
-void share_begin(struct mf_share *s, int steal, int64_t count)
+void share_begin(struct mf_share *s, int steal)
 {
-    s->count = count;
     s->next = 0;
     s->victim = 0;
-    s->steal = steal && s->ranks > 1 && count <= s->stride;
+    s->steal = steal && s->ranks > 1;
     /* The last pass ended in a barrier: nobody still claims from it. */
     if (s->steal)
         atomic_store(s->counter[s->me], (uint64_t)groups_of(s, s->me));
 }
 
 /* Claim a group of node rank q in this pass: our own from the front, others'
- * from the back while q has slots left. Its index in *group, and for
- * another's, its slot in *slot. 0 if none is left to us. */
-static int claim(struct mf_share *s, int q, int64_t *group, int64_t *slot)
+ * from the back. Its index in *group; 0 if none is left to us. */
+static int claim(struct mf_share *s, int q, int64_t *group)
 {
     _Atomic uint64_t *counter = s->counter[q];
-    const uint64_t groups = (uint64_t)groups_of(s, q);
     const int own = q == s->me;
     uint64_t v = atomic_load(counter), front, back;
     do {
         front = v >> 32;
         back = v & 0xffffffffu;
-        if (front >= back || (!own && groups - back >= (uint64_t)s->lendable))
+        if (front >= back)
             return 0;
     } while (!atomic_compare_exchange_weak(counter, &v, own ? v + (1ull << 32) : v - 1));
     *group = (int64_t)(own ? front : back - 1);
-    *slot = (int64_t)(groups - back);
     return 1;
 }
 
 int share_next(struct mf_share *s, struct mf_group *g)
 {
     int q = s->me;
-    int64_t group = 0, slot = 0;
+    int64_t group = 0;
     if (s->steal) {
         /* Our own groups first, then the other ranks' in turn. */
-        while (s->victim < s->ranks && !claim(s, q = (s->me + s->victim) % s->ranks, &group, &slot))
+        while (s->victim < s->ranks && !claim(s, q = (s->me + s->victim) % s->ranks, &group))
             s->victim++;
         if (s->victim == s->ranks)
             return 0;
@@ -172,32 +158,22 @@ int share_next(struct mf_share *s, struct mf_group *g)
     g->owner = p;
     g->i0 = group * size;
     g->i1 = g->i0 + size < p->count ? g->i0 + size : p->count;
-    g->sums = q == s->me ? NULL : s->slots[q] + slot * s->stride;
     const int64_t chunks = (g->i1 - g->i0 + MF_CHUNK - 1) / MF_CHUNK;
     s->computed += chunks;
     s->foreign += q == s->me ? 0 : chunks;
     return 1;
 }
 
-void share_end(struct mf_share *s, double *sums)
+void share_end(struct mf_share *s)
 {
     if (s->ranks > 1) {
         timer_start(TIMER_MPI);
         timer_start(TIMER_MPI_WAIT);
-        comm_shared_sync(s->win); /* our slots and updates, for their owners */
+        comm_shared_sync(s->win); /* our updates of particles, for their owners */
         comm_barrier(s->node);
         comm_shared_sync(s->win); /* theirs, for us */
         timer_stop(TIMER_MPI_WAIT);
         timer_stop(TIMER_MPI);
-    }
-    if (!s->steal)
-        return;
-    const int64_t groups = groups_of(s, s->me);
-    const int64_t lent_from = (int64_t)(atomic_load(s->counter[s->me]) >> 32);
-    for (int64_t group = lent_from; group < groups; group++) {
-        const double *slot = s->slots[s->me] + (groups - 1 - group) * s->stride;
-        for (int64_t i = 0; i < s->count; i++)
-            sums[i] += slot[i];
     }
 }
 

@@ -176,7 +176,6 @@ static double batch_backward(const struct mf_config *cfg, struct mf_model *m,
         .step = k,
     };
     double vv = model_backward(m, w->B, w->X, w->pL, w->order, &upd, w->P, w->dP);
-    comm_sum(&vv, 1, m->comm);
     timer_stop(TIMER_BACKWARD);
     return vv;
 }
