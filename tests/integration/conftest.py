@@ -50,7 +50,10 @@ def write_config(path, text):
 @pytest.fixture
 def small_config(tmp_path):
     """A small teacher run that takes well under a second."""
-    return write_config(tmp_path / "small.ini", """
+    return write_config(tmp_path / "small.ini", SMALL_CONFIG)
+
+
+SMALL_CONFIG = """
 [model]
 layers = 3
 width = 300
@@ -66,4 +69,4 @@ temperature = 1e-6
 weight_decay = 1e-3
 [output]
 log_every = 10
-""")
+"""

@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ENV, MFRES, MPIRUN, mfres, pin_to_two_cpus, read_metrics, write_config
+from conftest import (ENV, MFRES, MPIRUN, SMALL_CONFIG, mfres, pin_to_two_cpus, read_metrics,
+                      write_config)
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "analysis"))
 from mfresfile import Measure, checksum  # noqa: E402  checksum: an independent implementation
@@ -59,12 +60,22 @@ def tree_digest(path):
     return digest
 
 
+@pytest.fixture(scope="module")
+def reference_once(tmp_path_factory):
+    """An uninterrupted 40-step run on 2 ranks with checkpoints every 20 of
+    the small configuration, made once for this file's tests."""
+    folder = tmp_path_factory.mktemp("reference")
+    run = folder / "ref"
+    mfres("train", write_config(folder / "small.ini", SMALL_CONFIG), "--set",
+          "output.checkpoint_every=20", "--out", run, ranks=2, check=True)
+    return run
+
+
 @pytest.fixture
-def reference(tmp_path, small_config):
-    """An uninterrupted 40-step run on 2 ranks with checkpoints every 20."""
+def reference(tmp_path, reference_once):
+    """A copy of that run for one test, which may change it."""
     run = tmp_path / "ref"
-    mfres("train", small_config, "--set", "output.checkpoint_every=20", "--out", run,
-          ranks=2, check=True)
+    shutil.copytree(reference_once, run)
     return run
 
 

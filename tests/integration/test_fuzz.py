@@ -26,8 +26,8 @@ from conftest import ENV, MFRES, MPIRUN, mfres, read_metrics, write_config
 
 SEED = int(os.environ.get("FUZZ_SEED", "20261203"))
 SCALE = float(os.environ.get("FUZZ_CASES", "1"))
-CONFIG_CASES, TRAIN_CASES = int(100 * SCALE), int(8 * SCALE)
-FILE_CASES, RESTART_CASES = int(80 * SCALE), int(10 * SCALE)
+CONFIG_CASES, TRAIN_CASES = int(80 * SCALE), int(6 * SCALE)
+FILE_CASES, RESTART_CASES = int(60 * SCALE), int(8 * SCALE)
 
 HOSTILE = ["", "-1", "0", "1", "1e999", "-1e999", "nan", "inf", "-inf", "1e-320", "0x10", "1.5",
            "1,5", "abc", "9223372036854775807", "9223372036854775808",
