@@ -290,6 +290,9 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     const double state = local * 8.0 * (2.0 * D + 1.0);
     const double median = r->seconds[n / 2], fraction = r->fraction[n / 2];
     const double gflops = 12.0 * B * D * M * L / median / 1e9;
+    /* Core time per sample x particle x layer: the figure of merit at small
+     * D, where the activations (not counted in the nominal flops) weigh. */
+    const double ns = median * ranks / (B * M * L) * 1e9;
     printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
            mfres_version, ranks, kernels_blas_core(), kernels_blas_threads());
     printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
@@ -299,6 +302,9 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
            r->peak.mean, r->peak.min, r->peak.max, (long long)n + 1);
     printf("  step, nominal            %8.2f GFLOP/s in all, %.2f per rank\n", gflops,
            gflops / ranks);
+    printf("  core time per sample x particle x layer %.3f ns (12 D = %.0f nominal flops and "
+           "two activations)\n",
+           ns, 12 * D);
     printf("  step / DGEMM peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
            "against the peak around it)\n",
            100 * fraction, 100 * r->fraction[0], 100 * r->fraction[n - 1]);
@@ -345,12 +351,12 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                    "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
                    "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
                    "mpi_fraction_max\tmpi_wait_fraction_max\t"
-                   "mpi_reduce_fraction_max\tpss_bytes\n");
+                   "mpi_reduce_fraction_max\tpss_bytes\tns_per_unit\n");
     fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\n",
+               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\t%.6g\n",
             o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
             r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
-            r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1);
+            r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1, ns);
     if (fclose(f) != 0)
         log_fatal("bench: cannot write %s", o->tsv);
 }

@@ -32,6 +32,13 @@ def test_bench_table_and_tsv(tmp_path):
     # The wait is part of the MPI time on every rank, so also of its maximum.
     assert 0 <= float(row["mpi_wait_fraction_max"]) <= float(row["mpi_fraction_max"])
     assert 0 <= float(row["mpi_reduce_fraction_max"]) <= float(row["mpi_fraction_max"])
+    # Core time per sample x particle x layer: 2 ranks x the median step over
+    # B M L = 16 x 500 x 2, printed and in the TSV.
+    ns = float(row["seconds_median"]) * 2 / (16 * 500 * 2) * 1e9
+    assert float(row["ns_per_unit"]) == pytest.approx(ns, rel=1e-5)
+    shown = re.search(r"core time per sample x particle x layer ([0-9.]+) ns \(12 D = 96 "
+                      r"nominal flops", out)
+    assert shown and float(shown[1]) > 0
 
 
 def test_bench_weak_scaling_width(tmp_path):
