@@ -522,22 +522,40 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
 
 /* ---- run directories ---- */
 
-int checkpoint_find_latest(const char *run_dir, char *path, size_t len, MPI_Comm comm)
+/* The steps of the checkpoint files in run_dir, newest first, listed by
+ * rank 0 and known to every rank. Free *steps. Collective. */
+static int64_t list_checkpoints(const char *run_dir, int64_t **steps, MPI_Comm comm)
 {
-    int64_t *steps = NULL, n = 0;
+    int64_t n = 0;
+    *steps = NULL;
     if (comm_rank(comm) == 0)
-        n = rundir_checkpoints(run_dir, &steps);
+        n = rundir_checkpoints(run_dir, steps);
     comm_bcast(&n, sizeof n, 0, comm);
     if (comm_rank(comm) != 0)
-        steps = xcalloc((size_t)n + 1, sizeof *steps);
-    comm_bcast(steps, n * (long)sizeof *steps, 0, comm);
+        *steps = xcalloc((size_t)n + 1, sizeof **steps);
+    comm_bcast(*steps, n * (long)sizeof **steps, 0, comm);
+    return n;
+}
+
+int checkpoint_count(const char *run_dir, MPI_Comm comm)
+{
+    int64_t *steps;
+    const int64_t n = list_checkpoints(run_dir, &steps, comm);
+    free(steps);
+    return (int)n;
+}
+
+int checkpoint_find_latest(const char *run_dir, char *path, size_t len,
+                           struct checkpoint_header *hdr, MPI_Comm comm)
+{
+    int64_t *steps;
+    const int64_t n = list_checkpoints(run_dir, &steps, comm);
     path[0] = 0;
     for (int64_t i = 0; i < n && !path[0]; i++) {
-        struct checkpoint_header hdr;
         char err[MF_ERR_MAX];
         rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
-        int status = checkpoint_open(path, &hdr, err, sizeof err, comm);
-        if (status == 0 && hdr.kind != CHECKPOINT_FULL)
+        int status = checkpoint_open(path, hdr, err, sizeof err, comm);
+        if (status == 0 && hdr->kind != CHECKPOINT_FULL)
             status = log_file_error(err, sizeof err, "checkpoint", path, "a snapshot");
         if (status != 0) {
             if (comm_rank(comm) == 0)

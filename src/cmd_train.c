@@ -174,23 +174,30 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
 
     int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
-    int seen = checkpoint_find_latest(cfg.output.dir, restart, sizeof restart, comm);
-    if (args.restart && strcmp(args.restart, "auto"))
+    /* Each file is verified once: --restart auto opens the newest usable
+     * checkpoint (and its header) while looking for it. */
+    const int automatic = args.restart && !strcmp(args.restart, "auto");
+    int seen = 0;
+    if (automatic)
+        seen = checkpoint_find_latest(cfg.output.dir, restart, sizeof restart, &hdr, comm);
+    else if (args.restart)
         snprintf(restart, sizeof restart, "%s", args.restart);
+    else
+        seen = checkpoint_count(cfg.output.dir, comm);
     if (!args.restart && seen) {
         snprintf(err, sizeof err,
                  "run directory '%s' already holds checkpoints: continue it with --restart "
                  "auto, or choose another --out",
                  cfg.output.dir);
         status = -1;
-    } else if (args.restart && !restart[0] && seen) {
+    } else if (automatic && !restart[0] && seen) {
         snprintf(err, sizeof err,
                  "none of the %d checkpoints in '%s/checkpoints' is usable (see the warnings "
                  "above)",
                  seen, cfg.output.dir);
         status = -1;
     } else if (restart[0]) {
-        status = checkpoint_open(restart, &hdr, err, sizeof err, comm) ||
+        status = (!automatic && checkpoint_open(restart, &hdr, err, sizeof err, comm)) ||
                  resolve_restart(&cfg, restart, &hdr, err, sizeof err);
     } else {
         status = resolve_fresh(&cfg, &file, err, sizeof err, comm);

@@ -64,27 +64,23 @@ void exact_add(const struct exact_format *f, int64_t *acc, const double *x, int6
         add_terms(acc, x, n, f->limbs, f->low);
 }
 
-/* Carry the limbs of one value (lowest first) so that all but the top one
- * lie in [0, 2^40). */
-static void carry_one(int64_t *limb, int limbs)
+/* Carry the limbs of one value, limb k at limb[k * stride], so that all but
+ * the top one lie in [0, 2^40), keeping the value. */
+static void carry(int64_t *limb, int limbs, int64_t stride)
 {
-    const int64_t mask = (INT64_C(1) << EXACT_LIMB_BITS) - 1;
+    const int64_t base = INT64_C(1) << EXACT_LIMB_BITS;
     for (int k = 0; k + 1 < limbs; k++) {
-        const int64_t low = limb[k] & mask; /* two's complement */
-        limb[k + 1] += (limb[k] - low) / (mask + 1); /* exact: floor(limb / 2^40) */
-        limb[k] = low;
+        int64_t *here = limb + k * stride, *next = here + stride;
+        const int64_t low = *here & (base - 1); /* two's complement */
+        *next += (*here - low) / base;          /* exact: floor(*here / 2^40) */
+        *here = low;
     }
 }
 
 void exact_carry(const struct exact_format *f, int64_t *acc, int64_t n)
 {
-    const int64_t mask = (INT64_C(1) << EXACT_LIMB_BITS) - 1;
-    for (int k = 0; k + 1 < f->limbs; k++)
-        for (int64_t i = 0; i < n; i++) {
-            const int64_t a = acc[k * n + i], low = a & mask;
-            acc[k * n + i] = low;
-            acc[(k + 1) * n + i] += (a - low) / (mask + 1);
-        }
+    for (int64_t i = 0; i < n; i++)
+        carry(acc + i, f->limbs, n);
 }
 
 /* The value as a double: the magnitude's limbs, all of one sign once
@@ -93,12 +89,12 @@ void exact_carry(const struct exact_format *f, int64_t *acc, int64_t n)
  * sign. */
 static double value_of(int64_t *limb, int limbs, int low)
 {
-    carry_one(limb, limbs);
+    carry(limb, limbs, 1);
     const int negative = limb[limbs - 1] < 0;
     if (negative) {
         for (int k = 0; k < limbs; k++)
             limb[k] = -limb[k];
-        carry_one(limb, limbs);
+        carry(limb, limbs, 1);
     }
     double v = 0;
     for (int k = 0; k < limbs; k++)
@@ -109,7 +105,7 @@ static double value_of(int64_t *limb, int limbs, int low)
 void exact_value(const struct exact_format *f, const int64_t *acc, int64_t n, double *out)
 {
     const int lost = acc[f->limbs * n] != 0;
-    int64_t limb[64];
+    int64_t limb[EXACT_SCALAR_LIMBS]; /* the widest format's */
     for (int64_t i = 0; i < n; i++) {
         for (int k = 0; k < f->limbs; k++)
             limb[k] = acc[k * n + i];
