@@ -3,11 +3,14 @@
  *
  * Plain arrays in, plain arrays out: no MPI, no files, no global state. The
  * n samples are rows of X (row-major n x D); the chunk's cm particles are
- * rows of U and W (cm x D) and entries of bias. Products go through BLAS
- * DGEMM; the n rows are processed in blocks of kernels_row_block() so the
- * (rows x cm) pre-activations live only in the workspace, never as an
- * n x M array. Sums over particles are returned unscaled: the caller
- * multiplies by h or alpha.
+ * rows of U and W (cm x D) and entries of bias. For D <= 8 with tanh or
+ * ReLU, in AVX-512 builds, the kernels are fused vector loops; otherwise
+ * products go through BLAS DGEMM (kernels.c explains both). Either way the
+ * n rows are processed in blocks of at most MF_ROW_BLOCK, so
+ * pre-activations live only in the workspace, never as an n x M array. The
+ * result for a chunk depends only on the inputs, the same on every rank.
+ * Sums over particles are returned unscaled: the caller multiplies by h or
+ * alpha.
  */
 #ifndef MFRES_KERNELS_H
 #define MFRES_KERNELS_H
@@ -17,12 +20,12 @@
 /* Sample rows per block inside a kernel call, at most (see kernels_row_block). */
 #define MF_ROW_BLOCK 128
 
-/* Sample rows per block at dimension dim: MF_ROW_BLOCK, or fewer where a
- * block's products (rows x MF_CHUNK x dim multiply-adds each) would just
- * exceed 10^6, the size up to which OpenBLAS runs them on its AVX-512 cores
- * in small-matrix kernels that skip packing: the largest multiple of 8
- * within it, if that is at least 64 rows (61 < dim <= 122). The same on
- * every rank and machine. */
+/* Sample rows per block of the DGEMM path at dimension dim: MF_ROW_BLOCK,
+ * or fewer where a block's products (rows x MF_CHUNK x dim multiply-adds
+ * each) would just exceed 10^6, the size up to which OpenBLAS runs them on
+ * its AVX-512 cores in small-matrix kernels that skip packing: the largest
+ * multiple of 8 within it, if that is at least 64 rows (61 < dim <= 122).
+ * The same on every rank and machine. */
 int64_t kernels_row_block(int dim);
 
 /* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
