@@ -250,7 +250,7 @@ static double write_waits(FILE *f, const char *path, int ranks, int64_t steps,
         int last = 0;
         for (int q = 0; q < ranks; q++) {
             const double w = r->all_waits[q * n + i];
-            fprintf(f, "\t%.9f", w);
+            fprintf(f, "\t%.17g", w); /* exact: readers find the same last rank */
             if (w < r->all_waits[last * n + i])
                 last = q;
         }
