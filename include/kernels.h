@@ -51,21 +51,4 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
                       int64_t cm, const double *U, const double *W, const double *bias,
                       double *dP, double *gu, double *gw, double *gb, double *work);
 
-/* GFLOP/s of a large square DGEMM on this process's BLAS threads: the
- * machine's practical peak, to compare the kernels with. Best of a few
- * repetitions of about `seconds` in all. */
-double kernels_dgemm_gflops(double seconds);
-
-/* Threads OpenBLAS uses in this process. */
-int kernels_blas_threads(void);
-
-/* The BLAS core OpenBLAS chose, e.g. "Haswell". */
-const char *kernels_blas_core(void);
-
-/* Warns on stderr when OpenBLAS runs a generic core on a CPU with AVX2,
- * naming the OPENBLAS_CORETYPE value that fixes it (OpenBLAS 0.3.21 may pick
- * the generic "Prescott" core on CPUs it does not know, and run several times
- * slower). Returns whether it warned. */
-int kernels_warn_generic_blas(void);
-
 #endif

@@ -15,10 +15,10 @@
 #include <sys/resource.h>
 
 #include "balance.h"
+#include "blas.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
-#include "kernels.h"
 #include "log.h"
 #include "model.h"
 #include "share.h"
@@ -188,7 +188,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     comm_time_waits(1, o->waits ? &r->waits : NULL);
     timer_reset_all();
     double step_total = 0;
-    peaks[0] = kernels_dgemm_gflops(0.2);
+    peaks[0] = blas_dgemm_gflops(0.2);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
         double t0 = comm_wtime(), busy0 = balance_clock();
@@ -198,7 +198,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
             balance_particles(&m->particles, &r->balance, comm);
         r->seconds[k] = comm_max(comm_wtime() - t0, comm);
         step_total += r->seconds[k];
-        peaks[k + 1] = kernels_dgemm_gflops(0.2);
+        peaks[k + 1] = blas_dgemm_gflops(0.2);
         r->fraction[k] = flops_per_rank / r->seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
     }
     const double mpi = timer_seconds(TIMER_MPI), wait = timer_seconds(TIMER_MPI_WAIT);
@@ -294,7 +294,7 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
      * D, where the activations (not counted in the nominal flops) weigh. */
     const double ns = median * ranks / (B * M * L) * 1e9;
     printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
-           mfres_version, ranks, kernels_blas_core(), kernels_blas_threads());
+           mfres_version, ranks, blas_core(), blas_threads());
     printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
            M, M / ranks, D, B, config_activation_name(o->activation), (long long)n);
     printf("  DGEMM peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "
@@ -383,7 +383,7 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
         return 2;
     }
     if (rank == 0)
-        kernels_warn_generic_blas(); /* before the minutes a slow core would take */
+        blas_warn_generic(); /* before the minutes a slow core would take */
 
     struct mf_config cfg;
     config_defaults(&cfg);

@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "checkpoint.h"
 #include "comm.h"
 #include "config.h"
 #include "data.h"
 #include "history.h"
-#include "kernels.h"
 #include "log.h"
 #include "model.h"
 #include "particles.h"
@@ -147,7 +147,7 @@ static void print_banner(const struct mf_config *cfg, const struct mf_model *m, 
     const struct mf_particles *p = &m->particles;
     double n = (double)p->layers * (double)p->width;
     log_info("mfres %s (%s)", mfres_version, mfres_compiler);
-    log_info("ranks %d, OpenBLAS core %s, %d particles per chunk", ranks, kernels_blas_core(),
+    log_info("ranks %d, OpenBLAS core %s, %d particles per chunk", ranks, blas_core(),
              MF_CHUNK);
     log_info("model L = %lld, M = %lld, D = %d, %s, %s; %.3g particles, %.3g MB of state per "
              "rank",
@@ -160,7 +160,7 @@ static void print_banner(const struct mf_config *cfg, const struct mf_model *m, 
              (long long)cfg->data.test_samples, (long long)cfg->data.input_dim,
              (long long)cfg->data.output_dim);
     if (comm_rank(m->comm) == 0)
-        kernels_warn_generic_blas();
+        blas_warn_generic();
 }
 
 int cmd_train(int argc, char **argv, MPI_Comm comm)

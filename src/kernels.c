@@ -32,14 +32,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <time.h>
 #if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
 #include "config.h"
-#include "log.h"
 #include "particles.h"
 
 /* Measured (README, Performance): at D = 64 a 128-row block is 5% over the
@@ -324,7 +321,7 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
  * (4K aliasing), and the backward ran up to half as fast. */
 enum { SMALL_DIM = 8, PAD = 4 * LANES, SKEW = 24 };
 
-static inline __attribute__((always_inline)) vd activate8(int act, vd a, vd *ds)
+static inline __attribute__((always_inline)) vd activatev(int act, vd a, vd *ds)
 {
     if (act == MF_ACT_TANH) {
         const vd s = tanhv(a);
@@ -336,9 +333,9 @@ static inline __attribute__((always_inline)) vd activate8(int act, vd a, vd *ds)
     return (vd)(on & (vi)a);
 }
 
-/* FT (D x n) += sum_m u_m sigma(w_m . x_j + b_m): V vectors of samples at a
- * time, their states and sums in registers, the particles streaming by as
- * broadcast scalars. */
+/* FT (D x n) = sum_m u_m sigma(w_m . x_j + b_m): V vectors of samples at a
+ * time, their states and sums in registers (2 D V of them, at most 16), the
+ * particles streaming by as broadcast scalars. */
 static inline __attribute__((always_inline)) void fused_forward(int act, int D, int64_t n,
                                                                 const double *XT, int64_t cm,
                                                                 const double *U, const double *W,
@@ -359,14 +356,14 @@ static inline __attribute__((always_inline)) void fused_forward(int act, int D, 
                 vd a = bias[m] + w[0] * x[0][v], ds;
                 for (int d = 1; d < D; d++)
                     a += w[d] * x[d][v];
-                const vd s = activate8(act, a, &ds);
+                const vd s = activatev(act, a, &ds);
                 for (int d = 0; d < D; d++)
                     acc[d][v] += u[d] * s;
             }
         }
         for (int d = 0; d < D; d++)
             for (int v = 0; v < V; v++)
-                store(FT + d * n + j + v * LANES, load(FT + d * n + j + v * LANES) + acc[d][v]);
+                store(FT + d * n + j + v * LANES, acc[d][v]);
     }
 }
 
@@ -399,7 +396,7 @@ fused_backward(int act, int D, int64_t n, const double *XT, const double *PT, in
                 a += w[d] * x[d];
                 up += u[d] * p[d];
             }
-            const vd sj = activate8(act, a, &ds), qj = ds * up;
+            const vd sj = activatev(act, a, &ds), qj = ds * up;
             store(q + j, qj);
             for (int d = 0; d < D; d++) {
                 su[d] += sj * p[d];
@@ -483,7 +480,6 @@ static void fused_forward_rows(int act, int64_t n, int D, const double *X, int64
         const int64_t np = (r + PAD - 1) / PAD * PAD;
         double *XT = work, *FT = XT + D * np + SKEW;
         transpose_rows(r, np, D, X + j0 * D, XT);
-        memset(FT, 0, (size_t)(D * np) * sizeof *FT);
 #define FORWARD(a, d) fused_forward(a, d, np, XT, cm, U, W, bias, FT)
         SMALL_SWITCH(FORWARD)
 #undef FORWARD
@@ -541,55 +537,4 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
         fused_backward_rows(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
     else
         dgemm_backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
-}
-
-double kernels_dgemm_gflops(double seconds)
-{
-    const int n = 1024;
-    double *a = xmalloc((size_t)3 * n * n * sizeof *a), *b = a + n * n, *c = b + n * n;
-    for (int64_t i = 0; i < (int64_t)3 * n * n; i++)
-        a[i] = (double)(i % 7) * 0.25 - 0.75;
-    double best = 0, spent = 0;
-    for (int rep = 0; rep < 20 && (rep < 3 || spent < seconds); rep++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a, n, b, n, 0.0, c,
-                    n);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        spent += dt;
-        if (2.0 * n * n * n / dt > best)
-            best = 2.0 * n * n * n / dt;
-    }
-    free(a);
-    return best / 1e9;
-}
-
-int kernels_blas_threads(void) { return openblas_get_num_threads(); }
-
-const char *kernels_blas_core(void) { return openblas_get_corename(); }
-
-/* NULL when the BLAS core suits this CPU, else the OPENBLAS_CORETYPE to set. */
-static const char *blas_advice(void)
-{
-    static const char *const avx2_cores[] = {"haswell", "zen", "skylakex", "cooperlake",
-                                             "sapphirerapids"};
-    const char *core = openblas_get_corename();
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2"))
-        return NULL;
-    for (size_t i = 0; i < sizeof avx2_cores / sizeof avx2_cores[0]; i++)
-        if (!strcasecmp(core, avx2_cores[i]))
-            return NULL;
-    return __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell";
-}
-
-int kernels_warn_generic_blas(void)
-{
-    const char *advice = blas_advice();
-    if (advice)
-        log_warn("OpenBLAS uses the generic core '%s' on a CPU with AVX2; it may run several "
-                 "times slower. Set OPENBLAS_CORETYPE=%s.",
-                 kernels_blas_core(), advice);
-    return advice != NULL;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "blas.h"
 #include "config.h"
 #include "kernels.h"
 #include "log.h"
@@ -113,7 +114,7 @@ int main(int argc, char **argv)
             forward = f < forward ? f : forward;
             backward = bw < backward ? bw : backward;
         }
-        const double pairs = (double)B * (double)cm * CHUNKS, peak = kernels_dgemm_gflops(0.5);
+        const double pairs = (double)B * (double)cm * CHUNKS, peak = blas_dgemm_gflops(0.5);
         const double gflops = 12.0 * D * pairs / (forward + backward) / 1e9;
         printf("D = %d: forward %.2f ns, backward %.2f ns per (sample, particle); %.1f GFLOP/s "
                "nominal, %.1f%% of the DGEMM peak (%.1f GFLOP/s)\n",
