@@ -168,14 +168,19 @@ static inline vd expm1_small(vd r)
 }
 #endif
 
-static inline vd tanhv(vd x)
+/* The reduction: r, and t holding k (see above). */
+static inline vd tanh_reduce(vd x, vd *t)
 {
     /* adding the shifter rounds to an integer, plus S/2 */
     const double shifter = 0x1.8p52 + TANH_TABLE / 2, ln2 = 0.69314718055994530942;
     const vd z = clamp(x, 20.0);
-    const vd t = z * (2.0 * TANH_TABLE / ln2) + shifter;
-    const vd k = t - shifter;
-    const vd em1 = expm1_small(k * (-ln2 / TANH_TABLE) + (z + z));
+    *t = z * (2.0 * TANH_TABLE / ln2) + shifter;
+    return (*t - shifter) * (-ln2 / TANH_TABLE) + (z + z);
+}
+
+static inline vd tanh_finish(vd r, vd t)
+{
+    const vd em1 = expm1_small(r);
     /* t's low bits hold k + S/2 (the shifter's own shift out): for S = 16
      * its low 4 bits j + 8, the next 12 h modulo 2^12 */
     const int shift = TANH_TABLE == 16 ? 4 : 0;
@@ -191,17 +196,37 @@ static inline vd tanhv(vd x)
     return E / (E + 2.0);
 }
 
-/* tanh of n values; s may be x. */
+static inline vd tanhv(vd x)
+{
+    vd t;
+    const vd r = tanh_reduce(x, &t);
+    return tanh_finish(r, t);
+}
+
+/* tanh of n values; s may be x. In two passes over blocks of TANH_BLOCK
+ * values, the reduction and then the rest: with 256-bit vectors one pass
+ * ran 10% slower (with 512-bit ones, as fast). */
+enum { TANH_BLOCK = 256 };
+
 static void tanh_fast(int64_t n, const double *x, double *s)
 {
-    int64_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        store(s + i, tanhv(load(x + i)));
-    if (i < n) {
-        double tail[LANES] = {0};
-        memcpy(tail, x + i, (size_t)(n - i) * sizeof *x);
-        const vd t = tanhv(load(tail));
-        memcpy(s + i, &t, (size_t)(n - i) * sizeof *s);
+    double rb[TANH_BLOCK], tb[TANH_BLOCK];
+    for (int64_t i0 = 0; i0 < n; i0 += TANH_BLOCK) {
+        const int64_t m = n - i0 < TANH_BLOCK ? n - i0 : TANH_BLOCK;
+        const int64_t whole = m / LANES * LANES;
+        for (int64_t i = 0; i < whole; i += LANES) {
+            vd t;
+            store(rb + i, tanh_reduce(load(x + i0 + i), &t));
+            store(tb + i, t);
+        }
+        for (int64_t i = 0; i < whole; i += LANES)
+            store(s + i0 + i, tanh_finish(load(rb + i), load(tb + i)));
+        if (whole < m) {
+            double tail[LANES] = {0};
+            memcpy(tail, x + i0 + whole, (size_t)(m - whole) * sizeof *x);
+            const vd v = tanhv(load(tail));
+            memcpy(s + i0 + whole, &v, (size_t)(m - whole) * sizeof *s);
+        }
     }
 }
 
