@@ -346,6 +346,11 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
  * (4K aliasing), and the backward ran up to half as fast. */
 enum { SMALL_DIM = 8, PAD = 4 * LANES, SKEW = 24 };
 
+/* Vectors of samples whose D sums (and, in the forward, D states) a block
+ * keeps in registers: 2 D V of them, at most 16. */
+enum { VMAX = 4 };
+static inline int sample_vectors(int D) { return D <= 2 ? VMAX : D <= 4 ? 2 : 1; }
+
 static inline __attribute__((always_inline)) vd activatev(int act, vd a, vd *ds)
 {
     if (act == MF_ACT_TANH) {
@@ -359,15 +364,14 @@ static inline __attribute__((always_inline)) vd activatev(int act, vd a, vd *ds)
 }
 
 /* FT (D x n) = sum_m u_m sigma(w_m . x_j + b_m): V vectors of samples at a
- * time, their states and sums in registers (2 D V of them, at most 16), the
- * particles streaming by as broadcast scalars. */
+ * time (sample_vectors), their states and sums in registers, the particles
+ * streaming by as broadcast scalars. */
 static inline __attribute__((always_inline)) void fused_forward(int act, int D, int64_t n,
                                                                 const double *XT, int64_t cm,
                                                                 const double *U, const double *W,
                                                                 const double *bias, double *FT)
 {
-    enum { VMAX = 4 };
-    const int V = D <= 2 ? 4 : D <= 4 ? 2 : 1;
+    const int V = sample_vectors(D);
     for (int64_t j = 0; j < n; j += V * LANES) {
         vd x[SMALL_DIM][VMAX], acc[SMALL_DIM][VMAX];
         for (int d = 0; d < D; d++)
@@ -437,8 +441,7 @@ fused_backward(int act, int D, int64_t n, const double *XT, const double *PT, in
     }
     if (!dPT)
         return;
-    enum { VMAX = 4 };
-    const int V = D <= 2 ? 4 : D <= 4 ? 2 : 1;
+    const int V = sample_vectors(D);
     for (int64_t j = 0; j < n; j += V * LANES) {
         vd acc[SMALL_DIM][VMAX];
         for (int d = 0; d < D; d++)
