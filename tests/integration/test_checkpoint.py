@@ -693,8 +693,10 @@ def test_uneven_cores_run_matches_one_rank(tmp_path, small_config, monkeypatch, 
                           proc.stdout)
         assert moves and int(moves[1]) > 0 and int(moves[2]) > 0, proc.stdout
     else:
+        # How much is stolen depends on how the kernel's time slices fall
+        # within passes of about a millisecond: some, and not nearly all.
         shared = re.search(r"work sharing: (\d+) of (\d+) chunk evaluations", proc.stdout)
-        assert shared and 0.02 < int(shared[1]) / int(shared[2]) < 0.7, proc.stdout
+        assert shared and 0 < int(shared[1]) < 0.7 * int(shared[2]), proc.stdout
     assert_same_metrics(one, three)
     files = [("checkpoints", "ckpt-00000020.h5")] + [
         ("snapshots", f"snap-{step:08d}.h5") for step in (0, 10, 20)]
