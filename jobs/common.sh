@@ -102,6 +102,13 @@ mfres_train() {
 #                          point, so runs of one seed share their first
 #                          particles); default 0: uncoupled, every run its own
 #                          init.seed = s + 1000 (L + 100000 M)
+#   MFRES_STUDY_SCHEMES    training schemes run on every grid point, e.g.
+#                          "fixed shuffle shallow" (default: none, the
+#                          configuration as given): fixed = train.order=fixed,
+#                          shuffle = train.order=shuffle (a new block order every
+#                          step), shallow = model.architecture=shallow (the
+#                          two-layer ensemble); run s of each scheme has the same
+#                          seeds, so the schemes are compared in pairs
 
 # A positive integer, optionally ":S" with S >= 1 seeds; dies otherwise.
 mfres_study_entry() {
@@ -144,12 +151,36 @@ mfres_study_grid() {
     done | sort -k1,1nr -k2,2n -k4,4n | uniq | cut -d' ' -f2-
 }
 
-# mfres_study_args OUT L M s: the `mfres train` options of one run of a study.
+# mfres_study_runs LAYERS WIDTH: the runs of the study, one "SCHEME L M s"
+# line each (SCHEME "-" without MFRES_STUDY_SCHEMES), in the grid's order,
+# the schemes of one grid point and seed together.
+mfres_study_runs() {
+    local grid sc L M s schemes=${MFRES_STUDY_SCHEMES:--}
+    for sc in $schemes; do
+        case $sc in
+            -|fixed|shuffle|shallow) ;;
+            *) echo "mfres study: MFRES_STUDY_SCHEMES entry '$sc' is not fixed, shuffle or shallow" >&2
+               exit $MFRES_EXIT_USAGE ;;
+        esac
+    done
+    grid=$(mfres_study_grid "$1" "$2") || exit $?
+    while read -r L M s; do
+        for sc in $schemes; do echo "$sc $L $M $s"; done
+    done <<< "$grid"
+}
+
+# mfres_study_args OUT SCHEME L M s: the `mfres train` options of one run of
+# a study; it trains into OUT[/SCHEME]/L%04d-M%08d/s%03d.
 mfres_study_args() {
-    local seed=$4
-    [ "${MFRES_STUDY_COUPLED:-0}" = 1 ] || seed=$(($4 + 1000 * ($2 + 100000 * $3)))
-    printf -- '--set\nmodel.layers=%s\n--set\nmodel.width=%s\n--set\ninit.seed=%s\n' "$2" "$3" "$seed"
-    printf -- '--set\ntrain.seed=%s\n--out\n%s/L%04d-M%08d/s%03d\n' "$seed" "$1" "$2" "$3" "$4"
+    local out=$1 seed=$5
+    [ "${MFRES_STUDY_COUPLED:-0}" = 1 ] || seed=$(($5 + 1000 * ($3 + 100000 * $4)))
+    case $2 in
+        fixed|shuffle) printf -- '--set\ntrain.order=%s\n' "$2" ;;
+        shallow) printf -- '--set\nmodel.architecture=shallow\n--set\ntrain.order=fixed\n' ;;
+    esac
+    [ "$2" = - ] || out=$1/$2
+    printf -- '--set\nmodel.layers=%s\n--set\nmodel.width=%s\n--set\ninit.seed=%s\n' "$3" "$4" "$seed"
+    printf -- '--set\ntrain.seed=%s\n--out\n%s/L%04d-M%08d/s%03d\n' "$seed" "$out" "$3" "$4" "$5"
 }
 
 # mfres_config_value KEY ARGS: one key of the resolved configuration.

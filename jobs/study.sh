@@ -13,6 +13,9 @@
 # teacher too). The grid and the seeds come from the environment (see the
 # end of jobs/common.sh): MFRES_STUDY_WIDTHS, MFRES_STUDY_DEPTHS,
 # MFRES_STUDY_PARTICLES, MFRES_STUDY_SEEDS, MFRES_STUDY_COUPLED.
+# With MFRES_STUDY_SCHEMES (e.g. "fixed shuffle shallow") every run is made
+# once per training scheme, into OUT/SCHEME/..., with the same seeds, and the
+# analysis is analysis/schemes.py (the schemes compared, in pairs).
 #
 # Here: the runs one after the other, the most particles first, each with
 # `mpirun -n MFRES_STUDY_RANKS` (default 2) and --restart auto: a finished
@@ -42,13 +45,15 @@ out=$(mfres_config_value dir "$@") && [ -n "$out" ] || exit 2
 layers=$(mfres_config_value layers "$@")
 width=$(mfres_config_value width "$@")
 steps=$(mfres_config_value steps "$@")
-grid=$(mfres_study_grid "$layers" "$width") || exit 2
+grid=$(mfres_study_runs "$layers" "$width") || exit 2
 runs=$(wc -l <<< "$grid")
 kind=width
-[ "$(cut -d' ' -f1 <<< "$grid" | sort -u | wc -l)" -gt 1 ] && kind=depth
+[ "$(cut -d' ' -f2 <<< "$grid" | sort -u | wc -l)" -gt 1 ] && kind=depth
 PYTHON=${PYTHON:-/usr/bin/python3}
 [ -x "$PYTHON" ] || PYTHON=python3
 analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/analysis")
+[ -n "${MFRES_STUDY_SCHEMES:-}" ] &&
+    analysis=("$PYTHON" "$here/../analysis/schemes.py" "$out" --out "$out/analysis")
 
 mkdir -p "$out" || exit 1
 echo "mfres study: $runs runs into $out (protocol:" \
@@ -65,15 +70,17 @@ if [ "$submit" = 1 ]; then
 fi
 
 launcher=(mpirun -n "${MFRES_STUDY_RANKS:-2}")
-while read -r L M s; do
-    mapfile -t set < <(mfres_study_args "$out" "$L" "$M" "$s")
+while read -r scheme L M s; do
+    mapfile -t set < <(mfres_study_args "$out" "$scheme" "$L" "$M" "$s")
     dir=${set[-1]}
     if [ -e "$dir/checkpoints/ckpt-$(printf %08d "$steps").h5" ]; then
         echo "mfres study: $dir finished; skipped"
         continue
     fi
     mkdir -p "$dir" || exit 1
-    echo "mfres study: L = $L, M = $M, seed $s -> $dir"
+    label=
+    [ "$scheme" = - ] || label="$scheme, "
+    echo "mfres study: ${label}L = $L, M = $M, seed $s -> $dir"
     "${launcher[@]}" "$MFRES" train "$@" "${set[@]}" --restart auto < /dev/null >> "$dir/job.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then

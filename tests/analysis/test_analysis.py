@@ -134,6 +134,8 @@ def test_study_driver_skips_finished_runs(study):
 def test_study_driver_refuses_a_bad_grid(tmp_path):
     for env, message in (({"MFRES_STUDY_WIDTHS": "16 x"}, "MFRES_STUDY_WIDTHS entry 'x'"),
                          ({"MFRES_STUDY_SEEDS": "0"}, "MFRES_STUDY_SEEDS='0'"),
+                         ({"MFRES_STUDY_SCHEMES": "fixed twisted"},
+                          "MFRES_STUDY_SCHEMES entry 'twisted' is not fixed, shuffle or shallow"),
                          ({"MFRES_STUDY_DEPTHS": "3", "MFRES_STUDY_PARTICLES": "64"},
                           "not a multiple of the depth 3")):
         proc = run_study(tmp_path / "s", env)
@@ -311,26 +313,3 @@ def test_reader(width_runs, tmp_path):
     with pytest.raises(ValueError, match="not an mfres file"):
         mfresfile.Measure(str(bogus))
 
-
-def test_import_digits_and_train_on_them(tmp_path):
-    data = tmp_path / "digits.h5"
-    out = script("import_dataset.py", "digits", data)
-    assert "1797 x 64, 10 classes" in out
-    with h5py.File(data, "r") as f:
-        assert f["x"].shape == (1797, 64) and f["y"].shape == (1797,)
-        assert f["y"].dtype.kind == "i" and set(f["y"][()]) == set(range(10))
-        assert 0 <= f["x"][()].min() and f["x"][()].max() <= 1
-        assert f.attrs["n_train"] == 1437 and f.attrs["n_test"] == 360
-    for order in ("fixed", "shuffle"):
-        cfg = os.path.join(REPO, "jobs", "configs", f"digits-{order}.ini")
-        sets = ["--set", f"data.file={data}", "--set", "train.steps=30",
-                "--set", "output.snapshot_every=0", "--set", "output.log_every=10"]
-        resolved = subprocess.run([MFRES, "config", cfg, *sets], capture_output=True,
-                                  text=True, env=ENV, check=True).stdout
-        assert "samples = 1437" in resolved and "dim = 64" in resolved
-        assert "output_dim = 10" in resolved and f"order = {order}" in resolved
-        subprocess.run(["mpirun", "--oversubscribe", "-n", "2", MFRES, "train", cfg, *sets,
-                        "--out", str(tmp_path / order)], check=True, capture_output=True,
-                       env=ENV, timeout=300)
-        m = mfresfile.load_run(tmp_path / order).metrics
-        assert m["loss"][-1] < m["loss"][0] and m["test_accuracy"][-1] > 0.3
