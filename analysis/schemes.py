@@ -17,8 +17,10 @@ data.samples rows for training, the last data.test_samples for testing):
 multinomial logistic regression, and an MLP with one hidden layer of 128
 ReLU units (Adam, 200 epochs, one fit per seed), both from scikit-learn.
 
-DIR (default STUDY/analysis) gets summary.json, table.md (the tables printed
-here) and schemes.png (or .svg): per width, test accuracy and test loss over training
+DIR (default STUDY/analysis) gets summary.json (the tables' numbers, and
+per scheme and width the curves over the logged steps: mean, lower and
+upper 95% bound), table.md (the tables printed here) and schemes.png (or
+.svg): per width, test accuracy and test loss over training
 with 95% bands, and the paired difference in test accuracy against fixed.
 """
 import argparse
@@ -209,6 +211,12 @@ def plot(curves, widths, path, title):
                 ax = axes[i, j]
                 ax.plot(c["step"], m, color=colors[s], label=s if i < 2 else f"{s} − fixed")
                 ax.fill_between(c["step"], lo, hi, color=colors[s], alpha=0.2)
+        # The accuracy axis from the first logged step on, where the schemes differ.
+        later = [c["test_accuracy"][k][1:] for s in schemes if (s, w) in curves
+                 for c in [curves[s, w]] for k in (1, 2)]
+        low, high = np.nanmin(np.concatenate(later)), np.nanmax(np.concatenate(later))
+        if np.isfinite(low) and high > low:
+            axes[0, j].set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
         axes[0, j].set_title(f"{title}, M = {w}")
         axes[2, j].axhline(0, color="k", lw=0.8)
         axes[2, j].set_xlabel("step")
@@ -261,10 +269,13 @@ def main(argv=None):
     text = tables(points, paired, base, compute)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)
+    series = [{"scheme": scheme, "width": width, "step": c["step"].astype(int).tolist(),
+               **{k: [v.tolist() for v in c[k]] for k in (*SERIES, "paired") if k in c}}
+              for (scheme, width), c in sorted(curves.items())]
     summary = {"study": os.path.abspath(args.study), "schemes": sorted({k[0] for k in runs}),
                "widths": widths, "steps": int(some.value("train.steps")),
                "points": points, "paired": paired, "baselines": base, "compute": compute,
-               "skipped": skipped, "figures": [figure]}
+               "curves": series, "skipped": skipped, "figures": [figure]}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(finite_or_null(summary), f, indent=1)
     print(text, end="")

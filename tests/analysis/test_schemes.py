@@ -160,6 +160,11 @@ def test_schemes_study_on_a_tiny_grid(tmp_path):
         assert p["seeds"] == 2 and mean == pytest.approx(np.mean(d), abs=1e-12)
         assert (lo, hi) == pytest.approx((np.mean(d) - half, np.mean(d) + half), abs=1e-3)
     assert len(summary["paired"]) == 4 and len(summary["points"]) == 6
+    for c in summary["curves"]:
+        assert c["step"] == [0, 20, 40] and ("paired" in c) == (c["scheme"] != "fixed")
+        point = [p for p in summary["points"]
+                 if (p["scheme"], p["width"]) == (c["scheme"], c["width"])][0]
+        assert [v[-1] for v in c["test_accuracy"]] == point["test_accuracy"]
     names = [b["name"] for b in summary["baselines"]]
     assert names == ["logistic regression", "MLP, 128 ReLU units"]
     assert all(b["test_accuracy"][0] > 0.9 for b in summary["baselines"])
