@@ -21,6 +21,7 @@ enum mf_data_kind { MF_DATA_TEACHER, MF_DATA_SINE, MF_DATA_SPIRALS, MF_DATA_FILE
 enum mf_order { MF_ORDER_FIXED, MF_ORDER_SHUFFLE };
 enum mf_loss { MF_LOSS_MSE, MF_LOSS_CROSS_ENTROPY };
 enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE, MF_SHARE_AUTO };
+enum mf_file_locking { MF_LOCKING_OFF, MF_LOCKING_ON, MF_LOCKING_BEST_EFFORT };
 
 #define MF_PATH_MAX 1024
 /* The largest state dimension D, and so the most classes a data file may have. */
@@ -77,6 +78,8 @@ struct mf_config {
         int64_t snapshot_every;   /* 0 = no snapshots */
         int64_t snapshot_stride;  /* every k-th particle of each layer */
         double max_time;          /* seconds; 0 = no limit */
+        char mpio_hints[MF_PATH_MAX]; /* "name=value ..." for MPI_Info of parallel HDF5 files */
+        int file_locking;             /* enum mf_file_locking */
     } output;
 };
 

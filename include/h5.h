@@ -12,14 +12,25 @@
 #include <stdint.h>
 
 /* Open an existing HDF5 file read-only, serially, with HDF5's error stack
- * printing off and file locking off (it fails on many parallel file
- * systems). Returns the file, or a negative id with the reason in why:
+ * printing off and the file locking of h5_set_access. Returns the file, or a negative id with the reason in why:
  * "cannot open: <errno text>", "not an HDF5 file" or "cannot open as HDF5
  * (truncated or damaged?)". Not collective. */
 hid_t h5_open_read(const char *path, char *why, size_t len);
 
-/* File access with MPI-IO on comm, collective metadata reads and writes,
- * and file locking off. */
+/* How later opens access files, from [output]: HDF5 file locking (enum
+ * mf_file_locking: off, the default, as locks fail on many parallel file
+ * systems; on; best_effort) and MPI-IO hints for the parallel files, as
+ * "name=value" items separated by spaces or commas, given to MPI_Info
+ * unchecked (MPI ignores names it does not know). Returns 0, or -1 with a
+ * message naming output.mpio_hints for an item that is not name=value.
+ * Not collective; every rank calls it with the same values. */
+int h5_set_access(int file_locking, const char *mpio_hints, char *err, size_t len);
+
+/* Set a file access property list's file locking as h5_set_access chose. */
+void h5_file_locking(hid_t fapl);
+
+/* File access with MPI-IO on comm and the hints of h5_set_access,
+ * collective metadata reads and writes, and its file locking. */
 hid_t h5_parallel_fapl(MPI_Comm comm);
 
 /* The rows of a layer-major array [L][rows_per_layer][width] that a rank

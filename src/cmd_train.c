@@ -17,6 +17,7 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
+#include "h5.h"
 #include "history.h"
 #include "log.h"
 #include "model.h"
@@ -173,6 +174,8 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     char err[MF_ERR_MAX] = "", restart[MF_PATH_MAX + 64] = "";
 
     int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    if (status == 0)
+        status = h5_set_access(cfg.output.file_locking, cfg.output.mpio_hints, err, sizeof err);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
     /* Each file is verified once: --restart auto opens the newest usable
      * checkpoint (and its header) while looking for it. */

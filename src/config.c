@@ -24,6 +24,7 @@ static const char *const data_kind_names[] = {"teacher", "sine", "spirals", "fil
 static const char *const order_names[] = {"fixed", "shuffle", NULL};
 static const char *const loss_names[] = {"mse", "cross_entropy", NULL};
 static const char *const share_names[] = {"off", "node", "auto", NULL};
+static const char *const locking_names[] = {"off", "on", "best_effort", NULL};
 
 struct key {
     const char *section;
@@ -91,6 +92,8 @@ static const struct key keys[] = {
     INT(output, snapshot_every, "0", 0, "snapshot of the measure every k steps; 0 = none"),
     INT(output, snapshot_stride, "1", 1, "snapshots keep every k-th particle of each layer"),
     REAL(output, max_time, "0", 0, 0, "seconds; checkpoint and exit 3 before; 0 = no limit"),
+    PATH(output, mpio_hints, "", "MPI-IO hints of checkpoints and snapshots: name=value ..."),
+    CHOICE(output, file_locking, "off", locking_names, "HDF5 file locking: off, on, best_effort"),
 };
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
 

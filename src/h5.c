@@ -10,7 +10,48 @@
 #include <sys/stat.h>
 
 #include "comm.h"
+#include "config.h"
 #include "log.h"
+
+/* What h5_set_access chose. */
+static int file_locking = MF_LOCKING_OFF;
+static char mpio_hints[MF_PATH_MAX];
+
+/* Apply each name=value item of text to info (MPI_INFO_NULL: only check
+ * them). Returns 0, or -1 with err. */
+static int parse_hints(const char *text, MPI_Info info, char *err, size_t len)
+{
+    char copy[MF_PATH_MAX], *save = NULL;
+    snprintf(copy, sizeof copy, "%s", text);
+    for (char *item = strtok_r(copy, " ,", &save); item; item = strtok_r(NULL, " ,", &save)) {
+        char *eq = strchr(item, '=');
+        if (!eq || eq == item || !eq[1] || strchr(eq + 1, '=') ||
+            eq - item >= MPI_MAX_INFO_KEY) {
+            snprintf(err, len, "[output] mpio_hints: '%s' is not name=value (items are "
+                     "separated by spaces or commas)", item);
+            return -1;
+        }
+        *eq = '\0';
+        if (info != MPI_INFO_NULL)
+            MPI_Info_set(info, item, eq + 1);
+    }
+    return 0;
+}
+
+int h5_set_access(int locking, const char *hints, char *err, size_t len)
+{
+    if (parse_hints(hints, MPI_INFO_NULL, err, len) != 0)
+        return -1;
+    file_locking = locking;
+    snprintf(mpio_hints, sizeof mpio_hints, "%s", hints);
+    return 0;
+}
+
+void h5_file_locking(hid_t fapl)
+{
+    H5Pset_file_locking(fapl, file_locking != MF_LOCKING_OFF,
+                        file_locking != MF_LOCKING_ON);
+}
 
 hid_t h5_open_read(const char *path, char *why, size_t len)
 {
@@ -31,7 +72,7 @@ hid_t h5_open_read(const char *path, char *why, size_t len)
         return H5I_INVALID_HID;
     }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 0, 1);
+    h5_file_locking(fapl);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (file < 0)
@@ -42,10 +83,18 @@ hid_t h5_open_read(const char *path, char *why, size_t len)
 hid_t h5_parallel_fapl(MPI_Comm comm)
 {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
+    MPI_Info info = MPI_INFO_NULL;
+    if (mpio_hints[0]) {
+        char err[64];
+        MPI_Info_create(&info);
+        parse_hints(mpio_hints, info, err, sizeof err); /* checked by h5_set_access */
+    }
+    H5Pset_fapl_mpio(fapl, comm, info); /* HDF5 keeps a copy of info */
+    if (info != MPI_INFO_NULL)
+        MPI_Info_free(&info);
     H5Pset_all_coll_metadata_ops(fapl, 1);
     H5Pset_coll_metadata_write(fapl, 1);
-    H5Pset_file_locking(fapl, 0, 1); /* locks fail on many parallel file systems */
+    h5_file_locking(fapl);
     return fapl;
 }
 

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "data.h"
+#include "h5.h"
 #include "history.h"
 #include "log.h"
 #include "rundir.h"
@@ -125,7 +126,7 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
 
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    H5Pset_file_locking(fapl, 0, 1); /* locks fail on many parallel file systems */
+    h5_file_locking(fapl);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);
     o->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);

@@ -143,6 +143,28 @@ def test_bitwise_on_any_layout(tmp_path, small_config):
         assert_same_metrics(runs[0], run)
 
 
+def test_mpio_hints_and_file_locking(tmp_path, small_config, reference):
+    """[output] mpio_hints and file_locking change how files are opened, not
+    what they hold: a run with hints and locking on, continued on 3 ranks
+    with other hints and best-effort locking, ends with the reference's
+    checkpoint; a malformed hint stops every rank with exit 2 before the
+    run directory exists."""
+    part = tmp_path / "part"
+    mfres("train", small_config, "--set", "train.steps=20", "--set", "output.file_locking=on",
+          "--set", "output.mpio_hints=romio_cb_write=enable,cb_nodes=1", "--out", part,
+          ranks=2, check=True)
+    proc = mfres("train", small_config, "--set", "output.file_locking=best_effort",
+                 "--set", "output.mpio_hints=striping_factor=2 striping_unit=65536",
+                 "--out", part, "--restart", "auto", ranks=3, check=True)
+    assert "restarting from" in proc.stdout
+    assert_same_datasets(ckpt(reference, 40), ckpt(part, 40))
+    bad = mfres("train", small_config, "--set", "output.mpio_hints=cb_nodes", "--out",
+                tmp_path / "bad", ranks=2)
+    assert bad.returncode == 2, bad.stderr
+    assert "[output] mpio_hints: 'cb_nodes' is not name=value" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+
+
 def test_complete_run_restarts_as_complete(tmp_path, small_config, reference):
     before = tree_digest(reference / "checkpoints")
     proc = mfres("train", small_config, "--out", reference, "--restart", "auto", ranks=2,

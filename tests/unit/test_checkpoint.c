@@ -305,6 +305,65 @@ static void test_checksum(void **state)
     assert_true(h5_checksum(&seven32, 1, 4, 9) == h5_checksum(&seven64, 1, 8, 9));
 }
 
+/* The [output] access settings reach the file access property lists: the
+ * hints MPI-IO gets, and HDF5's file locking. */
+static void info_value(MPI_Info info, const char *name, const char *expect)
+{
+    char value[64] = "";
+    int flag = 0;
+    if (info != MPI_INFO_NULL)
+        MPI_Info_get(info, name, sizeof value - 1, value, &flag);
+    if (!expect)
+        assert_false(flag);
+    else {
+        assert_true(flag);
+        assert_string_equal(value, expect);
+    }
+}
+
+static void test_access_settings(void **state)
+{
+    (void)state;
+    char err[256];
+    const struct {
+        int locking;
+        const char *hints;
+        hbool_t use, ignore;
+    } cases[] = {{MF_LOCKING_ON, "cb_nodes=1, romio_cb_write=enable", 1, 0},
+                 {MF_LOCKING_BEST_EFFORT, "striping_unit=1048576", 1, 1},
+                 {MF_LOCKING_OFF, "", 0, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        assert_int_equal(h5_set_access(cases[c].locking, cases[c].hints, err, sizeof err), 0);
+        hid_t fapl = h5_parallel_fapl(MPI_COMM_WORLD);
+        MPI_Comm comm = MPI_COMM_NULL;
+        MPI_Info info = MPI_INFO_NULL;
+        assert_true(H5Pget_fapl_mpio(fapl, &comm, &info) >= 0);
+        info_value(info, "cb_nodes", c == 0 ? "1" : NULL);
+        info_value(info, "romio_cb_write", c == 0 ? "enable" : NULL);
+        info_value(info, "striping_unit", c == 1 ? "1048576" : NULL);
+        hbool_t use = 9, ignore = 9;
+        assert_true(H5Pget_file_locking(fapl, &use, &ignore) >= 0);
+        assert_int_equal(use, cases[c].use);
+        assert_int_equal(ignore, cases[c].ignore);
+        if (info != MPI_INFO_NULL)
+            MPI_Info_free(&info);
+        MPI_Comm_free(&comm);
+        H5Pclose(fapl);
+    }
+    const char *bad[] = {"cb_nodes", "cb_nodes=1 =2", "a==b", "cb_nodes=", "a=1,b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(h5_set_access(MF_LOCKING_ON, bad[i], err, sizeof err), -1);
+        assert_non_null(strstr(err, "[output] mpio_hints: '"));
+        assert_non_null(strstr(err, "' is not name=value"));
+    }
+    /* A refused setting leaves the last good one. */
+    hid_t fapl = h5_parallel_fapl(MPI_COMM_WORLD);
+    hbool_t use = 9, ignore = 9;
+    H5Pget_file_locking(fapl, &use, &ignore);
+    assert_false(use);
+    H5Pclose(fapl);
+}
+
 static int remove_dir(void **state)
 {
     (void)state;
@@ -328,6 +387,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_round_trip),
     cmocka_unit_test(test_validation_errors),
     cmocka_unit_test(test_checksum),
+    cmocka_unit_test(test_access_settings),
 };
 
 MPI_CMOCKA_MAIN_WITH(tests, setup, remove_dir)
