@@ -1,16 +1,19 @@
-"""A real one-node Slurm cluster for the job-script tests.
+"""A real two-node Slurm cluster on one machine for the job-script tests.
 
 The session fixture `cluster` installs Slurm and munge if they are missing
 (through `make deps`), writes a munge key and a slurm.conf into a temporary
-directory, starts munged, slurmctld and slurmd in the foreground on free
-ports on localhost, waits for the node to be idle, and at the end cancels
-every job and stops exactly the daemons it started, by pid.
+directory, starts munged, slurmctld and one slurmd per node (node1, node2)
+in the foreground on free ports on the loopback interface, each slurmd in
+new UTS and mount namespaces with its node's host name and its own /tmp
+(as /tmp is node-local on clusters), waits for both nodes to be idle, and
+at the end cancels every job and stops exactly the daemons it started, by
+pid. Since the nodes' /tmp is their own, the tests' temporary files live
+under build/test-slurm (pytest's --basetemp), which every node sees.
 """
 import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -27,23 +30,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+NODES = ("node1", "node2")
 SLURM_CONF = """\
 ClusterName=mfrestest
-SlurmctldHost={host}
+SlurmctldHost={host}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort={ctld_port}
-SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 # cred_expire also sets how long a requeued job waits before it may start.
 AuthInfo=socket={dir}/munge.sock,cred_expire=5
 StateSaveLocation={dir}/state
-SlurmdSpoolDir={dir}/spool
+SlurmdSpoolDir={dir}/spool-%n
 SlurmctldPidFile={dir}/slurmctld.pid
-SlurmdPidFile={dir}/slurmd.pid
+SlurmdPidFile={dir}/slurmd-%n.pid
 SlurmctldLogFile={dir}/slurmctld.log
-SlurmdLogFile={dir}/slurmd.log
+SlurmdLogFile={dir}/slurmd-%n.log
+# Two CPUs a node whatever the machine has, so that two 2-rank jobs land
+# on different nodes.
+SlurmdParameters=config_overrides
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -59,18 +65,24 @@ KillWait=10
 MinJobAge=3600
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
-NodeName={host} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory=4000 State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
+NodeName=node1 NodeAddr=127.0.0.1 Port={port1} CPUs=2 RealMemory=4000 State=UNKNOWN
+NodeName=node2 NodeAddr=127.0.0.1 Port={port2} CPUs=2 RealMemory=4000 State=UNKNOWN
+PartitionName=debug Nodes=node1,node2 Default=YES MaxTime=INFINITE State=UP
 """
 
 
+def pytest_configure(config):
+    """Temporary files where every fake node sees them (not /tmp)."""
+    if not config.option.basetemp:
+        config.option.basetemp = os.path.join(REPO, "build", "test-slurm")
+
+
 class Cluster:
-    def __init__(self):
+    def __init__(self, folder):
         if not shutil.which("slurmctld") or not shutil.which("munged"):
             subprocess.run(["make", "-C", REPO, "--no-print-directory", "deps"], check=True)
-        self.dir = tempfile.mkdtemp(prefix="mfres-slurm-", dir="/tmp")
-        for sub in ("state", "spool"):
-            os.mkdir(os.path.join(self.dir, sub))
+        self.dir = str(folder)
+        os.mkdir(os.path.join(self.dir, "state"))
         key = os.path.join(self.dir, "munge.key")
         with open(key, "wb") as f:
             f.write(os.urandom(1024))
@@ -79,10 +91,14 @@ class Cluster:
         conf = os.path.join(self.dir, "slurm.conf")
         with open(conf, "w") as f:
             f.write(SLURM_CONF.format(host=self.host, dir=self.dir, ctld_port=free_port(),
-                                      slurmd_port=free_port(), cpus=os.cpu_count()))
+                                      port1=free_port(), port2=free_port()))
+        # Open MPI between the nodes: TCP over loopback only, and ranks that
+        # yield while they wait (4 ranks of two nodes share 2 cores here).
         self.env = dict(os.environ, SLURM_CONF=conf, MFRES=MFRES, OMPI_ALLOW_RUN_AS_ROOT="1",
                         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-                        OMPI_MCA_btl_vader_single_copy_mechanism="none")
+                        OMPI_MCA_btl_vader_single_copy_mechanism="none",
+                        OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_oob_tcp_if_include="lo",
+                        OMPI_MCA_mpi_yield_when_idle="1")
         self.daemons = []
         d = self.dir
         self._start("munged", ["munged", "-F", "--force", f"--key-file={key}",
@@ -90,9 +106,16 @@ class Cluster:
                                f"--log-file={d}/munged.log", f"--seed-file={d}/munged.seed"])
         self._wait(lambda: os.path.exists(f"{d}/munge.sock"), "munged")
         self._start("slurmctld", ["slurmctld", "-D", "-f", conf])
-        self._start("slurmd", ["slurmd", "-D", "-f", conf, "-N", self.host])
-        self._wait(lambda: self.run(["sinfo", "-h", "-o", "%t"]).stdout.strip() == "idle",
-                   "an idle node")
+        for node in NODES:
+            tmp = os.path.join(self.dir, f"tmp-{node}")
+            os.mkdir(tmp)
+            # unshare and sh exec into slurmd: the pid is slurmd's.
+            self._start(f"slurmd-{node}", [
+                "unshare", "--uts", "--mount", "--propagation", "private", "/bin/sh", "-c",
+                'hostname "$0" && mount --bind "$1" /tmp && exec slurmd -D -f "$2" -N "$0"',
+                node, tmp, conf])
+        self._wait(lambda: self.run(["sinfo", "-h", "-o", "%D %t"]).stdout.strip() == "2 idle",
+                   "two idle nodes")
 
     def _start(self, name, cmd):
         log = open(os.path.join(self.dir, name + ".out"), "w")
@@ -153,7 +176,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster():
-    c = Cluster()
+def cluster(tmp_path_factory):
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
     yield c
     c.stop()

@@ -14,7 +14,6 @@ from conftest import MFRES, REPO
 
 COMPARED = ["step", "time", "loss", "test_loss", "test_accuracy", "grad_norm", "shallow_gap"]
 CONFIG = os.path.join(REPO, "jobs", "configs", "default.ini")
-SMALL = ["--set", "train.steps=60", "--set", "output.log_every=20"]
 
 
 def metrics(run):
@@ -78,15 +77,34 @@ def wait_for_lines(path, lines, timeout=120):
     raise AssertionError(f"{path} did not grow past {lines} lines")
 
 
-def test_train_sbatch_equals_a_run_by_hand(cluster, tmp_path):
-    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
-                         *SMALL, "--out", tmp_path / "job")
+def test_two_node_job_requeued_then_continued_on_one_node(cluster, tmp_path,
+                                                           seconds_per_step):
+    """train.sbatch on 2 nodes x 2 ranks (srun --mpi=pmix across both, each
+    node with its own /tmp), requeued by `scontrol requeue` while it runs:
+    Slurm stops it with SIGTERM, mfres checkpoints from both nodes, and the
+    job restarts from that checkpoint and ends as the same run made by hand
+    on one node. Then a job on one node continues it further."""
+    run = tmp_path / "job"
+    long, steps = lasting(6, seconds_per_step, 500)
+    job = cluster.submit("-N", "2", "-n", "4", "-o", tmp_path / "slurm.out", "jobs/train.sbatch",
+                         CONFIG, *long, "--out", run)
+    wait_for_lines(run / "metrics.tsv", 2)
+    cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
-    by_hand(cluster, tmp_path / "hand", *SMALL)
-    assert_same_run(tmp_path / "hand", tmp_path / "job", 60)
-    log = job_log(tmp_path / "job")
-    assert "start 1 on" in log and "launcher srun" in log and "exited with status 0" in log
-    assert "step 60/60" in open(tmp_path / "slurm.out").read()
+    info = cluster.info(job)
+    assert info["NodeList"] == "node[1-2]" and int(info["Restarts"]) >= 1
+    log = job_log(run)
+    assert "start 1 on node1, 4 tasks, launcher srun" in log, log
+    assert "restarting from" in log and "exited with status 0" in log
+    assert f"step {steps}/{steps}" in open(tmp_path / "slurm.out").read()
+    by_hand(cluster, tmp_path / "hand", *long)
+    assert_same_run(tmp_path / "hand", run, steps)
+    job = cluster.submit("-N", "1", "-n", "2", "-o", tmp_path / "more.out", "jobs/train.sbatch",
+                         CONFIG, *long, "--set", f"train.steps={steps + 500}", "--out", run)
+    assert cluster.wait(job) == ["COMPLETED"]
+    last = job_log(run).split("mfres job ")[-1]
+    assert ", 2 tasks," in last and f"ckpt-{steps:08d}.h5" in last
+    assert metrics(run)["step"][-1] == steps + 500
 
 
 @pytest.mark.parametrize("launcher", ["srun", "mpirun"])
@@ -188,6 +206,10 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     cluster.run(["scontrol", "requeue", f"{array}_0"], check=True)
     assert cluster.wait(analysis, timeout=400) == ["COMPLETED"]
     assert cluster.wait(array) == ["COMPLETED"] * 4
+    nodes = {field.split("=", 1)[1]
+             for line in cluster.run(["scontrol", "-o", "show", "job", array]).stdout.splitlines()
+             for field in line.split() if field.startswith("NodeList=")}
+    assert nodes == {"node1", "node2"}  # two tasks at a time, one on each node
     log = job_log(first)
     assert "restarting from" in log and "exited with status 0" in log
     seed = 1 + 1000 * (4 + 100000 * 256)  # uncoupled: jobs/common.sh
