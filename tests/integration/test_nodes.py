@@ -8,9 +8,11 @@ import os
 import shutil
 import subprocess
 
+import h5py
+import numpy as np
 import pytest
 
-from conftest import ENV, MFRES, SMALL_CONFIG, write_config
+from conftest import ENV, MFRES, SMALL_CONFIG, read_metrics, write_config
 from test_checkpoint import assert_same_datasets, assert_same_metrics, ckpt
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -96,3 +98,30 @@ def test_checkpoint_from_two_nodes_continues_on_another_layout(shared, one_rank)
     assert "restarting from" in out and "written by 4 ranks" in out
     assert_same_datasets(ckpt(ref, 40), ckpt(run, 40))
     assert_same_metrics(ref, run)
+
+
+def test_data_file_is_read_by_one_rank_of_two_nodes(shared):
+    """Under strace (following mpirun's launch agent, the daemons and their
+    ranks), one process of the 4 on 2 nodes opens the data file, and every
+    rank trains on it (the run equals one rank's)."""
+    data = os.path.join(shared, "d.h5")
+    rng = np.random.default_rng(0)
+    with h5py.File(data, "w") as f:
+        f["x"], f["y"] = rng.standard_normal((50, 3)), rng.standard_normal((50, 2))
+    cfg = write_config(os.path.join(shared, "d.ini"),
+                       f"[data]\nkind = file\nfile = {data}\nsamples = 40\ntest_samples = 10\n"
+                       "[train]\nsteps = 2\n[output]\nlog_every = 1\n")
+    trace = os.path.join(shared, "trace")
+    env = dict(ENV, MFRES_FAKE_NODES=os.path.join(shared, "node-tmp"))
+    proc = subprocess.run(["strace", "-f", "-e", "trace=openat", "-o", trace, "mpirun",
+                           "--host", "node1:2,node2:2", *LAUNCH, MFRES, "train", cfg, "--out",
+                           os.path.join(shared, "four")],
+                          capture_output=True, text=True, timeout=180, env=env)
+    assert proc.returncode == 0, proc.stderr
+    opened = {line.split()[0] for line in open(trace) if data in line}
+    assert len(opened) == 1, opened
+    subprocess.run(["mpirun", "-n", "1", MFRES, "train", cfg, "--out",
+                    os.path.join(shared, "one")], check=True, capture_output=True, env=ENV,
+                   timeout=120)
+    assert (read_metrics(os.path.join(shared, "four"))["loss"] ==
+            read_metrics(os.path.join(shared, "one"))["loss"]).all()
