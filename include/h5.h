@@ -12,9 +12,10 @@
 #include <stdint.h>
 
 /* Open an existing HDF5 file read-only, serially, with HDF5's error stack
- * printing off and the file locking of h5_set_access. Returns the file, or a negative id with the reason in why:
- * "cannot open: <errno text>", "not an HDF5 file" or "cannot open as HDF5
- * (truncated or damaged?)". Not collective. */
+ * printing off and the file locking of h5_set_access. Returns the file, or
+ * a negative id with the reason in why: "cannot open: <errno text>", "not
+ * an HDF5 file" or "cannot open as HDF5 (truncated or damaged?)". Not
+ * collective. */
 hid_t h5_open_read(const char *path, char *why, size_t len);
 
 /* How later opens access files, from [output]: HDF5 file locking (enum
