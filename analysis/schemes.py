@@ -17,9 +17,9 @@ data.samples rows for training, the last data.test_samples for testing):
 multinomial logistic regression, and an MLP with one hidden layer of 128
 ReLU units (Adam, 200 epochs, one fit per seed), both from scikit-learn.
 
-DIR (default STUDY/analysis) gets summary.json (the tables' numbers, and
+DIR (default STUDY/analysis) gets summary.json (the table's numbers, and
 per scheme and width the curves over the logged steps: mean, lower and
-upper 95% bound), table.md (the tables printed here) and schemes.png (or
+upper 95% bound), table.md (the table printed here) and schemes.png (or
 .svg): per width, test accuracy and test loss over training
 with 95% bands, and the paired difference in test accuracy against fixed.
 """
@@ -76,8 +76,8 @@ def run_seconds(path):
 
 
 def collect(study):
-    """{(scheme, layers, width): {seed: Run}} of the finished runs, the runs
-    skipped, and the resolved configuration of one run."""
+    """{(scheme, layers, width): {seed: Run}} of the finished runs, and the
+    runs skipped."""
     runs, skipped = {}, []
     for path in find_run_dirs([study]):
         m = RUN_DIR.search(os.path.relpath(path, study))
@@ -104,17 +104,24 @@ def collect(study):
     return runs, skipped
 
 
+def final(curve):
+    """[mean, low, high] at the last logged step of a t_interval curve."""
+    return [float(v[-1]) for v in curve]
+
+
 def analyse(runs):
+    """Per scheme and width: the curves over the logged steps (mean and 95%
+    interval over seeds) and their final values; against the fixed order,
+    the per-seed differences likewise, and in how many pairs the scheme
+    did better."""
     points, paired, curves = [], [], {}
     for (scheme, layers, width), by_seed in sorted(runs.items()):
         seeds = sorted(by_seed)
-        series = {k: np.array([by_seed[s].metrics[k] for s in seeds]) for k in SERIES}
-        curves[scheme, width] = {k: t_interval(v) for k, v in series.items()}
-        curves[scheme, width]["step"] = by_seed[seeds[0]].metrics["step"]
-        point = {"scheme": scheme, "layers": layers, "width": width, "seeds": len(seeds)}
-        for k in SERIES:
-            point[k] = [float(v) for v in t_interval(series[k][:, -1])]
-        points.append(point)
+        curve = {k: t_interval([by_seed[s].metrics[k] for s in seeds]) for k in SERIES}
+        curve["step"] = by_seed[seeds[0]].metrics["step"]
+        curves[scheme, width] = curve
+        points.append({"scheme": scheme, "layers": layers, "width": width, "seeds": len(seeds),
+                       **{k: final(curve[k]) for k in SERIES}})
         base = runs.get(("fixed", layers, width), {})
         common = [s for s in seeds if s in base]
         if scheme == "fixed" or len(common) < 2:
@@ -123,11 +130,11 @@ def analyse(runs):
                 "seeds": len(common)}
         for k in SERIES:
             d = np.array([by_seed[s].metrics[k] - base[s].metrics[k] for s in common])
-            pair[k] = [float(v) for v in t_interval(d[:, -1])]
-            if k == "test_accuracy":
-                curves[scheme, width]["paired"] = t_interval(d)
+            pair[k] = final(t_interval(d))
             pair[k + "_better"] = int(np.sum(d[:, -1] > 0 if k == "test_accuracy"
                                              else d[:, -1] < 0))
+        curve["paired"] = t_interval([by_seed[s].metrics["test_accuracy"] -
+                                      base[s].metrics["test_accuracy"] for s in common])
         paired.append(pair)
     return points, paired, curves
 
@@ -146,8 +153,6 @@ def baselines(data, n_train, n_test, seeds):
             x, y = f["x"][()], f["y"][()]
     except (OSError, KeyError) as e:
         raise StudyError(f"baselines: cannot read the data file {data} ({e}); pass --data")
-    if n_train == 0:
-        n_train = len(x) - n_test
     xt, yt, xs, ys = x[:n_train], y[:n_train], x[len(x) - n_test:], y[len(y) - n_test:]
     models = [("logistic regression", [LogisticRegression(max_iter=5000)])]
     if seeds > 0:
@@ -169,28 +174,40 @@ def baselines(data, n_train, n_test, seeds):
     return out
 
 
-def ci(v, form=".4f"):
-    m, lo, hi = v
-    return f"{m:{form}} [{lo:{form}}, {hi:{form}}]" if np.isfinite(lo) else f"{m:{form}}"
+def ci(v, form, scale=1):
+    """mean [low, high], or the mean alone without an interval; minus signs
+    as U+2212."""
+    m, lo, hi = (scale * x for x in v)
+    text = f"{m:{form}} [{lo:{form}}, {hi:{form}}]" if np.isfinite(lo) else f"{m:{form}}"
+    return text.replace("-", "\u2212")
 
 
-def tables(points, paired, base, compute):
-    lines = ["| L | M | scheme | seeds | test accuracy | test loss | training loss |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
-    for p in points:
-        lines.append(f"| {p['layers']} | {p['width']} | {p['scheme']} | {p['seeds']} | "
-                     f"{ci(p['test_accuracy'])} | {ci(p['test_loss'])} | {ci(p['loss'])} |")
+SCHEME_ORDER = {s: i for i, s in enumerate(SCHEMES)}
+
+
+def table(points, paired, base, compute):
+    """One markdown table: per width and scheme the final values, and the
+    paired differences to the fixed order with the pairs where the scheme
+    did better; then the baselines and the compute."""
+    pair = {(p["scheme"], p["width"]): p for p in paired}
+    lines = ["| M | scheme | test accuracy, % | test loss | training loss | "
+             "Δ test accuracy vs fixed, points (better in) | Δ test loss vs fixed (better in) |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for p in sorted(points, key=lambda p: (p["width"], SCHEME_ORDER[p["scheme"]])):
+        q, diffs = pair.get((p["scheme"], p["width"])), ["", ""]
+        if q:
+            diffs = [f"{ci(q['test_accuracy'], '+.2f', 100)} "
+                     f"({q['test_accuracy_better']}/{q['seeds']})",
+                     f"{ci(q['test_loss'], '+.3f')} ({q['test_loss_better']}/{q['seeds']})"]
+        lines.append(f"| {p['width']} | {p['scheme']} | {ci(p['test_accuracy'], '.2f', 100)} | "
+                     f"{ci(p['test_loss'], '.3f')} | {ci(p['loss'], '.3f')} | "
+                     f"{diffs[0]} | {diffs[1]} |")
     for b in base:
-        lines.append(f"| | | {b['name']} | {b['seeds']} | {ci(b['test_accuracy'])} | "
-                     f"{ci(b['test_loss'])} | |")
-    lines += ["", "| L | M | scheme − fixed | pairs | test accuracy | better | test loss | better |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for p in paired:
-        lines.append(f"| {p['layers']} | {p['width']} | {p['scheme']} − fixed | {p['seeds']} | "
-                     f"{ci(p['test_accuracy'], '+.4f')} | {p['test_accuracy_better']} | "
-                     f"{ci(p['test_loss'], '+.4f')} | {p['test_loss_better']} |")
-    lines += ["", f"{compute['runs']} runs, {compute['wall_seconds']:.0f} s of wall time, "
-              f"{compute['core_seconds'] / 3600:.2f} core-hours"]
+        fits = f"{b['seeds']} fit{'s' if b['seeds'] > 1 else ''}"
+        lines.append(f"| | {b['name']} ({fits}) | {ci(b['test_accuracy'], '.2f', 100)} | "
+                     f"{ci(b['test_loss'], '.3f')} | | | |")
+    lines += ["", f"{compute['runs']} runs, {compute['wall_seconds'] / 60:.0f} min of wall "
+              f"time, {compute['core_seconds'] / 3600:.2f} core-hours"]
     return "\n".join(lines) + "\n"
 
 
@@ -266,7 +283,7 @@ def main(argv=None):
     title = os.path.basename(os.path.normpath(args.study))
     figure = f"schemes.{args.format}"
     plot(curves, widths, os.path.join(out, figure), title)
-    text = tables(points, paired, base, compute)
+    text = table(points, paired, base, compute)
     with open(os.path.join(out, "table.md"), "w") as f:
         f.write(text)
     series = [{"scheme": scheme, "width": width, "step": c["step"].astype(int).tolist(),
