@@ -19,6 +19,7 @@
 #include "comm.h"
 #include "config.h"
 #include "data.h"
+#include "kernels.h"
 #include "log.h"
 #include "model.h"
 #include "share.h"
@@ -135,6 +136,7 @@ struct measured {
     double *seconds;   /* per step, the slowest rank's time, sorted */
     double *fraction;  /* per step, the mean over ranks of the ratio to the peak, sorted */
     struct spread peak;                /* each rank's median DGEMM peak, GFLOP/s */
+    struct spread activation;          /* each rank's best ns per activation value */
     struct spread mpi, wait, reduce;   /* shares of the step time */
     struct spread share;               /* particles per layer owned at the end */
     double rss;                        /* the largest peak RSS, bytes */
@@ -164,6 +166,27 @@ static double pss_bytes(void)
     return kib < 0 ? -1 : kib * 1024.0;
 }
 
+/* The activation's best time per value, in ns: kernels_activate (sigma
+ * alone) over 4096 values in [-4, 4], which stay in the core's L1 and L2,
+ * repeated for about `seconds`. */
+static double activation_ns(int activation, double seconds)
+{
+    enum { N = 4096 };
+    double *a = xmalloc(2 * N * sizeof *a), *s = a + N;
+    for (int i = 0; i < N; i++)
+        a[i] = 8.0 * (i + 0.5) / N - 4.0;
+    double best = 1e300, spent = 0;
+    for (int rep = 0; rep < 10000 && (rep < 20 || spent < seconds); rep++) {
+        const double t0 = comm_wtime();
+        kernels_activate(activation, N, a, s, NULL);
+        const double dt = comm_wtime() - t0;
+        spent += dt;
+        best = dt < best ? dt : best;
+    }
+    free(a);
+    return best / N * 1e9;
+}
+
 /* The DGEMM peak is measured between the steps, on the same core: a shared
  * machine's clock and neighbours drift over seconds, and each step is
  * compared with the peak measured just before and after it. */
@@ -189,6 +212,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     timer_reset_all();
     double step_total = 0;
     peaks[0] = blas_dgemm_gflops(0.2);
+    double activation = activation_ns(o->activation, 0.05);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
         double t0 = comm_wtime(), busy0 = balance_clock();
@@ -203,6 +227,8 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     }
     const double mpi = timer_seconds(TIMER_MPI), wait = timer_seconds(TIMER_MPI_WAIT);
     comm_time_waits(0, NULL);
+    const double after = activation_ns(o->activation, 0.05);
+    r->activation = over_ranks(after < activation ? after : activation, comm);
     if (o->waits) {
         r->all_waits = comm_rank(comm) == 0
                            ? xmalloc((size_t)(ranks * r->waits.n) * sizeof *r->all_waits)
@@ -293,6 +319,12 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     /* Core time per sample x particle x layer: the figure of merit at small
      * D, where the activations (not counted in the nominal flops) weigh. */
     const double ns = median * ranks / (B * M * L) * 1e9;
+    /* Its lower bound on this core: two activations (forward, and again in
+     * the backward) at the probe's best speed, and the multiply-adds of the
+     * products at the DGEMM peak: 7 D per sample and particle, 6 D in the
+     * first layer (no adjoint increment there). */
+    const double multiply_adds = (7.0 - 1.0 / L) * D;
+    const double bound = 2 * r->activation.mean + 2 * multiply_adds / r->peak.mean;
     printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
            mfres_version, ranks, blas_core(), blas_threads());
     printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
@@ -305,6 +337,9 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     printf("  core time per sample x particle x layer %.3f ns (12 D = %.0f nominal flops and "
            "two activations)\n",
            ns, 12 * D);
+    printf("  bound: two activations at %.3f ns and %.4g multiply-adds at the DGEMM peak, "
+           "%.3f ns; the step takes %.2f times that\n",
+           r->activation.mean, multiply_adds, bound, ns / bound);
     printf("  step / DGEMM peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
            "against the peak around it)\n",
            100 * fraction, 100 * r->fraction[0], 100 * r->fraction[n - 1]);
@@ -351,12 +386,14 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
                    "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
                    "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
                    "mpi_fraction_max\tmpi_wait_fraction_max\t"
-                   "mpi_reduce_fraction_max\tpss_bytes\tns_per_unit\n");
+                   "mpi_reduce_fraction_max\tpss_bytes\tns_per_unit\tactivation_ns\t"
+                   "bound_ns\n");
     fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\t%.6g\n",
+               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\t%.6g\t%.6g\t%.6g\n",
             o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
             r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
-            r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1, ns);
+            r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1, ns,
+            r->activation.mean, bound);
     if (fclose(f) != 0)
         log_fatal("bench: cannot write %s", o->tsv);
 }

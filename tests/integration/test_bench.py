@@ -39,6 +39,18 @@ def test_bench_table_and_tsv(tmp_path):
     shown = re.search(r"core time per sample x particle x layer ([0-9.]+) ns \(12 D = 96 "
                       r"nominal flops", out)
     assert shown and float(shown[1]) > 0
+    # The bound: two activations at the probed speed and (7 - 1/L) D = 52
+    # multiply-adds (2 flops each) at the DGEMM peak, in ns.
+    act, peak = float(row["activation_ns"]), float(row["dgemm_gflops"])
+    assert 0 < act < 1000
+    assert float(row["bound_ns"]) == pytest.approx(2 * act + 2 * 52 / peak, rel=1e-5)
+    bound = re.search(r"bound: two activations at ([0-9.]+) ns and 52 multiply-adds at the "
+                      r"DGEMM peak, ([0-9.]+) ns; the step takes ([0-9.]+) times that", out)
+    assert bound, out
+    last = dict(zip(lines[0].split("\t"), lines[2].split("\t")))  # the run `out` printed
+    assert float(bound[2]) == pytest.approx(float(last["bound_ns"]), abs=1e-3)
+    assert float(bound[3]) == pytest.approx(
+        float(last["ns_per_unit"]) / float(last["bound_ns"]), abs=0.01)
 
 
 def test_bench_weak_scaling_width(tmp_path):
