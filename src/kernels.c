@@ -9,10 +9,11 @@
  *             gw_m += q x_j, gb_m += q; then dP_j += sum_m q w_m
  * that is 7D multiply-adds and two activations per sample and particle
  * (12 D nominal flops). At small D the activations are the cost: tanh
- * takes 25 vector operations for 8 values, 12 of them multiply-adds. On a
- * core with two 256-bit FMA pipes (one 512-bit multiply-add a cycle) the
- * bound at D = 4 is 54 multiply-adds for 8 pairs, 1.9 ns a pair at
- * 3.6 GHz; the kernels reach about 3 ns (src/README.md, Performance).
+ * takes 25 vector operations for 8 values. On a core with one 512-bit
+ * multiply-add a cycle, where multiplies, the table permutes and a share
+ * of the division take that pipe too, that is about 17 of its slots, so
+ * D = 4 needs at least 64 slots per 8 pairs, 2.2 ns a pair at 3.6 GHz;
+ * the kernels take about 3.1 ns (src/README.md, Performance).
  *
  * DGEMM (any other D or activation). Per block of r <= kernels_row_block(D)
  * samples:
