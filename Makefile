@@ -152,8 +152,8 @@ integration-tests: $(BUILD)/mfres $(BUILD)/mfres-faults $(TOOLS)
 analysis-tests: $(BUILD)/mfres $(BUILD)/data/mnist.h5
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/analysis
 
-# The job scripts on a real one-node Slurm cluster that the tests start
-# (munged, slurmctld, slurmd on free localhost ports) and stop again.
+# The job scripts on a real two-node Slurm cluster that the tests start
+# (munged, slurmctld, one slurmd per node on free localhost ports) and stop again.
 slurm-tests: $(BUILD)/mfres
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/slurm
 

@@ -36,13 +36,22 @@ def assert_same_run(a, b, step):
         assert np.array_equal(x, y)
 
 
+HAND_RUNS = {}
+
+
 def by_hand(cluster, run, *args):
-    """The same run started by hand with mpirun, outside Slurm."""
+    """The same run started by hand with mpirun, outside Slurm, in `run`;
+    made once for each set of arguments, which later calls share. Returns
+    the directory of the run."""
+    if args in HAND_RUNS:
+        return HAND_RUNS[args]
     env = {k: v for k, v in cluster.env.items() if not k.startswith("SLURM")}
     proc = subprocess.run(["mpirun", "--oversubscribe", "-n", "2", MFRES, "train", CONFIG, *args,
                            "--out", str(run)], capture_output=True, text=True,
                           env=dict(env, OPENBLAS_NUM_THREADS="1"), timeout=300)
     assert proc.returncode == 0, proc.stderr
+    HAND_RUNS[args] = run
+    return run
 
 
 def lasting(seconds, seconds_per_step, log_every):
@@ -97,8 +106,7 @@ def test_two_node_job_requeued_then_continued_on_one_node(cluster, tmp_path,
     assert "start 1 on node1, 4 tasks, launcher srun" in log, log
     assert "restarting from" in log and "exited with status 0" in log
     assert f"step {steps}/{steps}" in open(tmp_path / "slurm.out").read()
-    by_hand(cluster, tmp_path / "hand", *long)
-    assert_same_run(tmp_path / "hand", run, steps)
+    assert_same_run(by_hand(cluster, tmp_path / "hand", *long), run, steps)
     job = cluster.submit("-N", "1", "-n", "2", "-o", tmp_path / "more.out", "jobs/train.sbatch",
                          CONFIG, *long, "--set", f"train.steps={steps + 500}", "--out", run)
     assert cluster.wait(job) == ["COMPLETED"]
@@ -113,7 +121,7 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     """SIGUSR1 to the batch shell, as --signal=B:USR1@T sends it before the
     time limit: checkpoint, exit 3, requeue, restart, same final state."""
     run = tmp_path / "job"
-    long, steps = lasting(12, seconds_per_step, 500)
+    long, steps = lasting(6, seconds_per_step, 500)  # as the two-node test: one run by hand
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
                          *long, "--out", run, env={"MFRES_LAUNCHER": launcher})
     wait_for_lines(run / "metrics.tsv", 2)
@@ -124,8 +132,7 @@ def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, 
     assert "stopped at step" in log and "requeueing (restart 1 of at most 20)" in log
     assert "start 2 on" in log and "restarting from" in log
     assert cluster.info(job)["Restarts"] == "1"
-    by_hand(cluster, tmp_path / "hand", *long)
-    assert_same_run(tmp_path / "hand", run, steps)
+    assert_same_run(by_hand(cluster, tmp_path / "hand", *long), run, steps)
 
 
 def test_real_time_limit(cluster, tmp_path, seconds_per_step):
@@ -213,9 +220,9 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     log = job_log(first)
     assert "restarting from" in log and "exited with status 0" in log
     seed = 1 + 1000 * (4 + 100000 * 256)  # uncoupled: jobs/common.sh
-    by_hand(cluster, tmp_path / "hand", *long, "--set", f"init.seed={seed}",
-            "--set", f"train.seed={seed}")
-    assert_same_run(tmp_path / "hand", first, steps)
+    hand = by_hand(cluster, tmp_path / "hand", *long, "--set", f"init.seed={seed}",
+                   "--set", f"train.seed={seed}")
+    assert_same_run(hand, first, steps)
     for width in (64, 256):
         for s in (1, 2):
             assert metrics(out / f"L0004-M{width:08d}" / f"s{s:03d}")["step"][-1] == steps
