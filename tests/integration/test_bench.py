@@ -186,6 +186,24 @@ def test_kernel_bench_tool():
     assert bad.returncode == 2 and "streamed chunks > 64" in bad.stderr
 
 
+def test_fp_probe_tool():
+    """tests/tools/fp_probe reports every probe in FMA slots, or says why it
+    cannot run here."""
+    probe = os.path.join(TOOLS, "fp_probe")
+    out = subprocess.run([probe, "100000"], capture_output=True, text=True, timeout=120)
+    if out.returncode == 2 and "no AVX-512" in out.stderr:
+        pytest.skip("this CPU has no AVX-512")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(r"12 FMAs: [0-9.]+ ns per loop \([0-9.]+ GFLOP/s\)", lines[0]), lines
+    names = [re.fullmatch(r"  \+ +(\d+) (\S+).* (-?[0-9.]+) FMA slots each", line)[2]
+             for line in lines[1:]]
+    assert names == ["vaddpd", "vmaxpd", "vpsllq", "vmulpd", "vpermt2pd", "vbroadcastsd",
+                     "vdivpd"]
+    bad = subprocess.run([probe, "0"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "usage: fp_probe" in bad.stderr
+
+
 def test_numpy_vs_mfres_script():
     """tests/bench/numpy_vs_mfres.py runs both steps on one shape with the
     same OpenBLAS core, and its ratio is that of the two times."""
