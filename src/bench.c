@@ -212,7 +212,7 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     timer_reset_all();
     double step_total = 0;
     peaks[0] = blas_dgemm_gflops(0.2);
-    double activation = activation_ns(o->activation, 0.05);
+    const double activation = activation_ns(o->activation, 0.05);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
         double t0 = comm_wtime(), busy0 = balance_clock();
