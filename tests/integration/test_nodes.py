@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ENV, MFRES, SMALL_CONFIG, read_metrics, write_config
+from conftest import ENV, MFRES, SMALL_CONFIG, mfres, read_metrics, write_config
 from test_checkpoint import assert_same_datasets, assert_same_metrics, ckpt
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -44,10 +44,11 @@ def shared(tmp_path):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def on_nodes(hosts, shared, *args, timeout=180):
-    """mpirun over fake nodes, e.g. hosts = "node1:2,node2:2"."""
+def on_nodes(hosts, shared, *args, timeout=180, wrap=()):
+    """mpirun over fake nodes, e.g. hosts = "node1:2,node2:2"; wrap: a
+    command that runs mpirun (e.g. strace)."""
     env = dict(ENV, MFRES_FAKE_NODES=os.path.join(shared, "node-tmp"))
-    cmd = ["mpirun", "--host", hosts, *LAUNCH, *map(str, args)]
+    cmd = [*wrap, "mpirun", "--host", hosts, *LAUNCH, *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
@@ -65,9 +66,8 @@ def one_rank(tmp_path_factory):
     """The small run with checkpoints every 20 steps on one rank."""
     folder = tmp_path_factory.mktemp("one")
     cfg = write_config(folder / "small.ini", SMALL_CONFIG)
-    subprocess.run(["mpirun", "-n", "1", MFRES, "train", cfg, "--set",
-                    "output.checkpoint_every=20", "--out", folder / "run"],
-                   check=True, capture_output=True, env=ENV, timeout=120)
+    mfres("train", cfg, "--set", "output.checkpoint_every=20", "--out", folder / "run",
+          check=True)
     return folder / "run"
 
 
@@ -112,16 +112,11 @@ def test_data_file_is_read_by_one_rank_of_two_nodes(shared):
                        f"[data]\nkind = file\nfile = {data}\nsamples = 40\ntest_samples = 10\n"
                        "[train]\nsteps = 2\n[output]\nlog_every = 1\n")
     trace = os.path.join(shared, "trace")
-    env = dict(ENV, MFRES_FAKE_NODES=os.path.join(shared, "node-tmp"))
-    proc = subprocess.run(["strace", "-f", "-e", "trace=openat", "-o", trace, "mpirun",
-                           "--host", "node1:2,node2:2", *LAUNCH, MFRES, "train", cfg, "--out",
-                           os.path.join(shared, "four")],
-                          capture_output=True, text=True, timeout=180, env=env)
-    assert proc.returncode == 0, proc.stderr
+    on_nodes("node1:2,node2:2", shared, MFRES, "train", cfg, "--out",
+             os.path.join(shared, "four"), wrap=("strace", "-f", "-e", "trace=openat", "-o",
+                                                 trace))
     opened = {line.split()[0] for line in open(trace) if data in line}
     assert len(opened) == 1, opened
-    subprocess.run(["mpirun", "-n", "1", MFRES, "train", cfg, "--out",
-                    os.path.join(shared, "one")], check=True, capture_output=True, env=ENV,
-                   timeout=120)
+    mfres("train", cfg, "--out", os.path.join(shared, "one"), check=True)
     assert (read_metrics(os.path.join(shared, "four"))["loss"] ==
             read_metrics(os.path.join(shared, "one"))["loss"]).all()
