@@ -70,26 +70,21 @@ int main(int argc, char **argv)
     double fma, t;
     TIME(FMA12, fma);
     printf("12 FMAs: %.2f ns per loop (%.1f GFLOP/s)\n", fma * 1e9, 12 * 16 / fma / 1e9);
-    const struct {
-        const char *name;
-        int count;
-    } probes[] = {{"vaddpd", 12},   {"vmaxpd", 12},       {"vpsllq", 12},
-                  {"vmulpd", 12},   {"vpermt2pd", 12},    {"vbroadcastsd (load)", 12},
-                  {"vdivpd", 1}};
-    for (int i = 0; i < (int)(sizeof probes / sizeof probes[0]); i++) {
-        switch (i) {
-        case 0: TIME(FMA12 X12(ADD), t); break;
-        case 1: TIME(FMA12 X12(MAX), t); break;
-        case 2: TIME(FMA12 X12(SHIFT), t); break;
-        case 3: TIME(FMA12 X12(MUL), t); break;
-        case 4: TIME(FMA12 X12(PERM2), t); break;
-        case 5: TIME(FMA12 X12(BCAST), t); break;
-        default: TIME(FMA12 DIV(12), t); break;
-        }
-        const double slots = (t - fma) / (fma / 12) / probes[i].count;
-        printf("  + %2d %-20s %.2f FMA slots each\n", probes[i].count, probes[i].name,
-               slots > 0 ? slots : 0.0); /* noise below 0 shows as 0 */
-    }
+    /* `count` instructions added to the FMAs, in FMA slots each; noise below
+     * 0 shows as 0 */
+#define PROBE(name, count, added)                                                             \
+    do {                                                                                      \
+        TIME(FMA12 added, t);                                                                 \
+        const double slots = (t - fma) / (fma / 12) / (count);                                \
+        printf("  + %2d %-20s %.2f FMA slots each\n", count, name, slots > 0 ? slots : 0.0);  \
+    } while (0)
+    PROBE("vaddpd", 12, X12(ADD));
+    PROBE("vmaxpd", 12, X12(MAX));
+    PROBE("vpsllq", 12, X12(SHIFT));
+    PROBE("vmulpd", 12, X12(MUL));
+    PROBE("vpermt2pd", 12, X12(PERM2));
+    PROBE("vbroadcastsd (load)", 12, X12(BCAST));
+    PROBE("vdivpd", 1, DIV(12));
     return 0;
 }
 
