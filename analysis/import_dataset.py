@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Write a real dataset in mfres's data-file format.
 
     analysis/import_dataset.py digits OUT.h5

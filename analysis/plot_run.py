@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Figures of one mfres run.
 
     analysis/plot_run.py RUN_DIR [--out DIR]      (default DIR: RUN_DIR/figures)

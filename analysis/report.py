@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """One HTML page about mfres runs and studies.
 
     analysis/report.py RUN_DIR_OR_STUDY... [--out report.html]

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Width and depth scaling of an ensemble of mfres runs: how the network's
 function and loss fluctuate over independent seeds, and what they tend to.
 

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Compare training schemes on one dataset: fixed block order, shuffled
 block order, shallow ensemble, with confidence intervals over seeds.
 

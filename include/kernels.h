@@ -4,7 +4,7 @@
  * Plain arrays in, plain arrays out: no MPI, no files, no global state. The
  * n samples are rows of X (row-major n x D); the chunk's cm particles are
  * rows of U and W (cm x D) and entries of bias. For D <= 8 with tanh or
- * ReLU, in AVX-512 builds, the kernels are fused vector loops; otherwise
+ * ReLU, on the avx512 path, the kernels are fused vector loops; otherwise
  * products go through BLAS DGEMM (kernels.c explains both). Either way the
  * n rows are processed in blocks of at most MF_ROW_BLOCK, so
  * pre-activations live only in the workspace, never as an n x M array. The
@@ -15,6 +15,7 @@
 #ifndef MFRES_KERNELS_H
 #define MFRES_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Sample rows per block inside a kernel call, at most (see kernels_row_block). */
@@ -50,5 +51,41 @@ void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_
 void kernels_backward(int activation, int64_t n, int dim, const double *X, const double *P,
                       int64_t cm, const double *U, const double *W, const double *bias,
                       double *dP, double *gu, double *gw, double *gb, double *work);
+
+
+/* ---- Kernel paths ----
+ * The binary holds the kernels compiled for several instruction sets (on
+ * x86-64: avx512, avx2 and generic, the baseline of any x86-64 CPU); the
+ * widest one that this CPU has is used, unless kernels_choose picks another.
+ * Paths agree to rounding (about 1e-16 relative), not to the bit: a run's
+ * bits are reproducible for one path. */
+struct kernel_path {
+    const char *name;
+    void (*activate)(int activation, int64_t n, const double *a, double *s, double *ds);
+    void (*forward)(int activation, int64_t n, int dim, const double *X, int64_t cm,
+                    const double *U, const double *W, const double *bias, double *drift,
+                    double *work);
+    void (*backward)(int activation, int64_t n, int dim, const double *X, const double *P,
+                     int64_t cm, const double *U, const double *W, const double *bias,
+                     double *dP, double *gu, double *gw, double *gb, double *work);
+};
+
+/* The paths built into this binary, widest first, NULL-terminated. */
+extern const struct kernel_path *const kernel_paths[];
+
+/* Whether this CPU (and its operating system) can run the path. */
+int kernels_runnable(const struct kernel_path *path);
+
+/* Use the path named `name`, or with "auto" or NULL the widest this CPU runs.
+ * Returns 0, or -1 with a message (an unknown name, or one this CPU cannot
+ * run, with the CPU's instruction sets) in err. */
+int kernels_choose(const char *name, char *err, size_t errlen);
+
+/* The path in use (chosen on first use if kernels_choose was not called). */
+const struct kernel_path *kernels_path(void);
+
+/* This CPU's instruction sets among those the paths and compilers use, e.g.
+ * "sse3 ssse3 sse4.1 sse4.2 avx avx2 fma"; into buf (at least 160 bytes). */
+const char *kernels_cpu_isa(char *buf, size_t len);
 
 #endif

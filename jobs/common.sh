@@ -2,23 +2,46 @@
 # directory, the launcher, signal forwarding, and requeueing after a clean
 # stop. Settings, all from the environment:
 #
-#   MFRES               the mfres binary (default: build/mfres next to jobs/,
-#                       else mfres on PATH)
-#   MFRES_LAUNCHER      srun (default; srun --mpi=pmix) or mpirun
+#   MFRES               the mfres binary (default: build/mfres of the source
+#                       tree holding jobs/, else bin/mfres of the prefix that
+#                       `make install` put jobs/ in, else mfres on PATH)
+#   MFRES_LAUNCHER      the command line that starts the ranks, split at
+#                       spaces; mfres and its arguments follow it. Default:
+#                       srun inside a Slurm job (the site's MPI plugin,
+#                       MpiDefault), mpirun outside. E.g. "srun --mpi=pmi2",
+#                       "srun --cpu-bind=cores", "mpirun -x OMP_NUM_THREADS",
+#                       "mpiexec" (jobs/README.md)
 #   MFRES_MAX_RESTARTS  requeues allowed after a clean stop (default 20)
 
 # mfres's exit statuses (enum mf_exit in include/log.h; a test keeps them equal)
 MFRES_EXIT_USAGE=2 MFRES_EXIT_STOPPED=3
 
 if [ -z "${MFRES:-}" ]; then
-    MFRES="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build/mfres"
-    [ -x "$MFRES" ] || MFRES=$(command -v mfres) || MFRES=
+    mfres_jobs=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+    for MFRES in "$mfres_jobs/../build/mfres" "$mfres_jobs/../../../bin/mfres" \
+                 "$(command -v mfres)" ""; do
+        [ -n "$MFRES" ] && [ -x "$MFRES" ] && break
+    done
 fi
 if [ -z "$MFRES" ] || [ ! -x "$MFRES" ]; then
     echo "mfres job: cannot find the mfres binary; set MFRES=/path/to/mfres" >&2
     exit $MFRES_EXIT_USAGE
 fi
-MFRES_LAUNCHER=${MFRES_LAUNCHER:-srun}
+if [ -z "${MFRES_LAUNCHER:-}" ]; then
+    MFRES_LAUNCHER=mpirun
+    [ -n "${SLURM_JOB_ID:-}" ] && MFRES_LAUNCHER=srun
+fi
+
+# mfres_launcher: the launcher's words into the array mfres_launch; dies
+# when its command is not there.
+mfres_launcher() {
+    read -ra mfres_launch <<< "$MFRES_LAUNCHER"
+    if [ ${#mfres_launch[@]} = 0 ] || ! command -v "${mfres_launch[0]}" > /dev/null; then
+        echo "mfres job: MFRES_LAUNCHER = '$MFRES_LAUNCHER': no command" \
+             "'${mfres_launch[0]:-}' on PATH" >&2
+        exit $MFRES_EXIT_USAGE
+    fi
+}
 MFRES_MAX_RESTARTS=${MFRES_MAX_RESTARTS:-20}
 MFRES_LAUNCH_S=2 # how long a launcher may take to start the ranks on one node
 export OPENBLAS_NUM_THREADS=1 # one rank per core
@@ -49,19 +72,16 @@ mfres_forward() {
 # then; mfres handles it from its first instruction, stopping after one step.
 # Exits with mfres's status.
 mfres_train() {
-    local dir restarts=${SLURM_RESTART_COUNT:-0} rc launch
+    local dir restarts=${SLURM_RESTART_COUNT:-0} rc
     dir=$(mfres_run_dir "$@") || exit $MFRES_EXIT_USAGE
+    mfres_launcher
     mkdir -p "$dir" || exit 1
     exec > >(tee -a "$dir/job.log") 2>&1
-    case "$MFRES_LAUNCHER" in
-        srun) launch=(srun --mpi=pmix) ;;
-        mpirun) launch=(mpirun) ;;
-        *) echo "mfres job: MFRES_LAUNCHER must be srun or mpirun, not '$MFRES_LAUNCHER'"; exit $MFRES_EXIT_USAGE ;;
-    esac
     echo "mfres job ${SLURM_JOB_ID:-(no job)}: start $((restarts + 1)) on $(hostname)," \
-         "${SLURM_NTASKS:-?} tasks, launcher $MFRES_LAUNCHER, run directory $dir"
+         "${SLURM_NTASKS:-?} tasks on ${SLURM_JOB_NUM_NODES:-?} nodes, launcher" \
+         "${mfres_launch[*]}, run directory $dir"
     trap 'mfres_signalled=1' USR1 TERM
-    "${launch[@]}" "$MFRES" train "$@" --restart auto &
+    "${mfres_launch[@]}" "$MFRES" train "$@" --restart auto &
     child=$!
     # A signal from before the launch, or from its first seconds, is held:
     # the launcher may not have started the ranks yet.

@@ -18,18 +18,22 @@
 # analysis is analysis/schemes.py (the schemes compared, in pairs).
 #
 # Here: the runs one after the other, the most particles first, each with
-# `mpirun -n MFRES_STUDY_RANKS` (default 2) and --restart auto: a finished
+# `MFRES_LAUNCHER -n MFRES_STUDY_RANKS` (default mpirun -n 2; jobs/common.sh)
+# and --restart auto: a finished
 # run (its final checkpoint exists) is skipped, an interrupted one continues
 # from its checkpoint, so the command can simply be run again. Then
 # analysis/scaling.py (width, or depth when several depths are given) writes
-# OUT/analysis/: summary.json, figures and the table.
+# OUT/analysis/: summary.json, figures and the table, run by $PYTHON
+# (default python3 on PATH; e.g. PYTHON=$HOME/venv/bin/python), here and in
+# the Slurm analysis job.
 #
 # --submit: one Slurm array job over the grid (jobs/study.sbatch, at most
 # MFRES_STUDY_THROTTLE = 8 tasks at a time; tasks restart and requeue like
 # train.sbatch) and an analysis job that starts when every task has
 # succeeded (afterok). sbatch reads its other options from the environment,
-# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT; the task size is
-# study.sbatch's (--ntasks=2), or pass MFRES_STUDY_SBATCH="-n 32 -t 4:00:00".
+# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT. Each task has
+# MFRES_STUDY_RANKS tasks (--ntasks, default 2) unless MFRES_STUDY_SBATCH
+# sizes it, e.g. MFRES_STUDY_SBATCH="-N 2 --ntasks-per-node=32 -t 4:00:00".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
@@ -49,8 +53,9 @@ grid=$(mfres_study_runs "$layers" "$width") || exit 2
 runs=$(wc -l <<< "$grid")
 kind=width
 [ "$(cut -d' ' -f2 <<< "$grid" | sort -u | wc -l)" -gt 1 ] && kind=depth
-PYTHON=${PYTHON:-/usr/bin/python3}
-[ -x "$PYTHON" ] || PYTHON=python3
+PYTHON=${PYTHON:-python3}
+command -v "$PYTHON" > /dev/null ||
+    { echo "mfres study: PYTHON = '$PYTHON': no such command" >&2; exit 2; }
 analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/analysis")
 [ -n "${MFRES_STUDY_SCHEMES:-}" ] &&
     analysis=("$PYTHON" "$here/../analysis/schemes.py" "$out" --out "$out/analysis")
@@ -58,9 +63,12 @@ analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/an
 mkdir -p "$out" || exit 1
 echo "mfres study: $runs runs into $out (protocol:" \
      "$([ "${MFRES_STUDY_COUPLED:-0}" = 1 ] && echo coupled || echo uncoupled))"
+ranks=${MFRES_STUDY_RANKS:-2}
 if [ "$submit" = 1 ]; then
+    size=(--ntasks="$ranks")
+    [[ " ${MFRES_STUDY_SBATCH:-} " =~ \ (-n|--ntasks|-N|--nodes|--ntasks-per-node)[=\ ] ]] && size=()
     job=$(sbatch --parsable --array="0-$((runs - 1))%${MFRES_STUDY_THROTTLE:-8}" \
-              --output="$out/slurm-%A_%a.out" ${MFRES_STUDY_SBATCH:-} \
+              --output="$out/slurm-%A_%a.out" ${size[@]+"${size[@]}"} ${MFRES_STUDY_SBATCH:-} \
               "$here/study.sbatch" "$@") || exit 1
     job=${job%%;*}
     after=$(sbatch --parsable --dependency="afterok:$job" --ntasks=1 --job-name=mfres-analysis \
@@ -69,7 +77,7 @@ if [ "$submit" = 1 ]; then
     exit 0
 fi
 
-launcher=(mpirun -n "${MFRES_STUDY_RANKS:-2}")
+mfres_launcher
 while read -r scheme L M s; do
     mapfile -t set < <(mfres_study_args "$out" "$scheme" "$L" "$M" "$s")
     dir=${set[-1]}
@@ -81,7 +89,7 @@ while read -r scheme L M s; do
     label=
     [ "$scheme" = - ] || label="$scheme, "
     echo "mfres study: ${label}L = $L, M = $M, seed $s -> $dir"
-    "${launcher[@]}" "$MFRES" train "$@" "${set[@]}" --restart auto < /dev/null >> "$dir/job.log" 2>&1
+    "${mfres_launch[@]}" -n "$ranks" "$MFRES" train "$@" "${set[@]}" --restart auto < /dev/null >> "$dir/job.log" 2>&1
     rc=$?
     if [ $rc -ne 0 ]; then
         echo "mfres study: $dir: mfres exited with status $rc (see $dir/job.log); run" \

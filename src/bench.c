@@ -325,8 +325,8 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
      * first layer (no adjoint increment there). */
     const double multiply_adds = (7.0 - 1.0 / L) * D;
     const double bound = 2 * r->activation.mean + 2 * multiply_adds / r->peak.mean;
-    printf("mfres bench %s, %d ranks, OpenBLAS core %s, %d BLAS thread(s) per rank\n",
-           mfres_version, ranks, blas_core(), blas_threads());
+    printf("mfres bench %s, %d ranks, kernels %s, BLAS %s, %d BLAS thread(s) per rank\n",
+           mfres_version, ranks, kernels_path()->name, blas_name(), blas_threads());
     printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
            M, M / ranks, D, B, config_activation_name(o->activation), (long long)n);
     printf("  DGEMM peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "

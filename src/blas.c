@@ -1,10 +1,14 @@
 /*
- * blas: what the process's BLAS is and can do (see blas.h).
+ * blas: what the process's BLAS is and can do (see blas.h). Functions that
+ * only one library has are looked up with dlsym, so that mfres links with
+ * any CBLAS and still names OpenBLAS's core where it runs OpenBLAS.
  */
+#define _GNU_SOURCE /* RTLD_DEFAULT */
 #include "blas.h"
 
-#include <cblas.h>
+#include <dlfcn.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
 #include <time.h>
@@ -33,16 +37,55 @@ double blas_dgemm_gflops(double seconds)
     return best / 1e9;
 }
 
-int blas_threads(void) { return openblas_get_num_threads(); }
+/* A function of the loaded libraries by name, or NULL. */
+static void *blas_function(const char *name) { return dlsym(RTLD_DEFAULT, name); }
 
-const char *blas_core(void) { return openblas_get_corename(); }
+/* OpenBLAS's core name, or NULL under another library. */
+static const char *openblas_core(void)
+{
+    const char *(*corename)(void) = (const char *(*)(void))blas_function("openblas_get_corename");
+    return corename ? corename() : NULL;
+}
 
-/* NULL when the BLAS core suits this CPU, else the OPENBLAS_CORETYPE to set. */
+const char *blas_name(void)
+{
+    static char name[80];
+    const char *core = openblas_core();
+    const char *(*blis_version)(void) =
+        (const char *(*)(void))blas_function("bli_info_get_version_str");
+    if (core)
+        snprintf(name, sizeof name, "OpenBLAS core %s", core);
+    else if (blis_version)
+        snprintf(name, sizeof name, "BLIS %s", blis_version());
+    else if (blas_function("mkl_get_max_threads"))
+        snprintf(name, sizeof name, "MKL");
+    else
+        snprintf(name, sizeof name, "CBLAS");
+    return name;
+}
+
+int blas_threads(void)
+{
+    static const char *const getters[] = {"openblas_get_num_threads", "mkl_get_max_threads",
+                                          "bli_thread_get_num_threads"};
+    for (size_t i = 0; i < sizeof getters / sizeof getters[0]; i++) {
+        int (*threads)(void) = (int (*)(void))blas_function(getters[i]);
+        if (threads)
+            return threads();
+    }
+    return 0;
+}
+
+/* NULL when the BLAS core suits this CPU (or the BLAS is not OpenBLAS), else
+ * the OPENBLAS_CORETYPE to set. */
 static const char *blas_advice(void)
 {
     static const char *const avx2_cores[] = {"haswell", "zen", "skylakex", "cooperlake",
                                              "sapphirerapids"};
-    const char *core = openblas_get_corename();
+    const char *core = openblas_core();
+    if (!core)
+        return NULL;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     if (!__builtin_cpu_supports("avx2"))
         return NULL;
@@ -50,6 +93,10 @@ static const char *blas_advice(void)
         if (!strcasecmp(core, avx2_cores[i]))
             return NULL;
     return __builtin_cpu_supports("avx512f") ? "SkylakeX" : "Haswell";
+#else
+    (void)avx2_cores;
+    return NULL;
+#endif
 }
 
 int blas_warn_generic(void)
@@ -58,6 +105,6 @@ int blas_warn_generic(void)
     if (advice)
         log_warn("OpenBLAS uses the generic core '%s' on a CPU with AVX2; it may run several "
                  "times slower. Set OPENBLAS_CORETYPE=%s.",
-                 blas_core(), advice);
+                 openblas_core(), advice);
     return advice != NULL;
 }

@@ -19,6 +19,7 @@
 #include "data.h"
 #include "h5.h"
 #include "history.h"
+#include "kernels.h"
 #include "log.h"
 #include "model.h"
 #include "particles.h"
@@ -148,8 +149,8 @@ static void print_banner(const struct mf_config *cfg, const struct mf_model *m, 
     const struct mf_particles *p = &m->particles;
     double n = (double)p->layers * (double)p->width;
     log_info("mfres %s (%s)", mfres_version, mfres_compiler);
-    log_info("ranks %d, OpenBLAS core %s, %d particles per chunk", ranks, blas_core(),
-             MF_CHUNK);
+    log_info("ranks %d, kernels %s, BLAS %s, %d particles per chunk", ranks,
+             kernels_path()->name, blas_name(), MF_CHUNK);
     log_info("model L = %lld, M = %lld, D = %d, %s, %s; %.3g particles, %.3g MB of state per "
              "rank",
              (long long)p->layers, (long long)p->width, p->dim,

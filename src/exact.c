@@ -12,10 +12,20 @@ const struct exact_format EXACT_STATE = {4, -100}, EXACT_SCALAR = {EXACT_SCALAR_
 
 int64_t exact_size(const struct exact_format *f, int64_t n) { return f->limbs * n + 1; }
 
+/* The hot loops below vectorize for the widest of these instruction sets
+ * that the CPU has (one copy of each, chosen when the program loads): the
+ * conversion of doubles to int64 needs AVX-512 DQ. The sums are exact, so
+ * every copy gives the same bits. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX512DQ__)
+#define WIDEST __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define WIDEST
+#endif
+
 /* One limb of m terms r (weight 2^e): add the truncated multiples of 2^e
  * to a and leave the remainders in r. Kept out of line: inlined into the
  * loop over limbs, GCC 12 stops vectorizing it. */
-static __attribute__((noinline)) void add_limb(int64_t *restrict a, double *restrict r,
+static WIDEST __attribute__((noinline)) void add_limb(int64_t *restrict a, double *restrict r,
                                                int64_t m, int e)
 {
     const double down = ldexp(1.0, -e), up = ldexp(1.0, e);
@@ -56,7 +66,7 @@ static inline void add_terms(int64_t *restrict acc, const double *restrict x, in
     acc[limbs * n] += lost;
 }
 
-void exact_add(const struct exact_format *f, int64_t *acc, const double *x, int64_t n)
+WIDEST void exact_add(const struct exact_format *f, int64_t *acc, const double *x, int64_t n)
 {
     if (f->limbs == EXACT_STATE.limbs && f->low == EXACT_STATE.low)
         add_terms(acc, x, n, 4, -100); /* the hot path, with constant weights */

@@ -28,7 +28,6 @@
  */
 #include "kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -37,9 +36,24 @@
 #include <immintrin.h>
 #endif
 
+#include "blas.h"
 #include "config.h"
 #include "particles.h"
 
+/* This file is compiled once per kernel path (the Makefile's KERNEL_PATHS),
+ * each time with that path's instruction sets and MF_KERNEL_PATH its name;
+ * kernel_path.c picks one at start. What does not depend on the path is
+ * compiled in the generic build alone (MF_KERNEL_COMMON). */
+#ifndef MF_KERNEL_PATH
+#define MF_KERNEL_PATH generic
+#define MF_KERNEL_COMMON
+#endif
+#define PATH_NAME(path) PATH_NAME_(path)
+#define PATH_NAME_(path) #path
+#define PATH_SYMBOL(path) PATH_SYMBOL_(path)
+#define PATH_SYMBOL_(path) kernel_path_##path
+
+#ifdef MF_KERNEL_COMMON
 /* Measured (README, Performance): at D = 64 a 128-row block is 5% over the
  * limit, and 120 rows made the kernels 15% faster on AVX-512 cores (64 to
  * 73% of the DGEMM peak); AVX2 cores, without such kernels, ran as before. */
@@ -48,6 +62,7 @@ int64_t kernels_row_block(int dim)
     const int64_t fit = 1000000 / ((int64_t)MF_CHUNK * dim) / 8 * 8;
     return fit < MF_ROW_BLOCK && fit >= 64 ? fit : MF_ROW_BLOCK;
 }
+#endif
 
 /*
  * Activations are evaluated in branch-free loops that GCC vectorizes: tanh
@@ -55,11 +70,14 @@ int64_t kernels_row_block(int dim)
  * sample, particle and layer) by tanh_fast below; exp and log1p through
  * glibc's vector math library (libmvec). math.h declares the libmvec
  * variants only under -ffast-math, which mfres avoids (it breaks isfinite
- * and reorders sums), so they are declared here. This file is compiled with
+ * and reorders sums), so they are declared here (GCC on x86-64; other
+ * compilers call libm). This file is compiled with
  * -fno-trapping-math so that GCC may evaluate both sides of a select.
  */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) double log1p(double);
+#endif
 
 /* Vectors of LANES doubles, GCC's vector extensions: the width of the
  * build's registers (AVX-512, AVX or SSE), since GCC splits wider vectors
@@ -187,10 +205,12 @@ static inline vd tanh_finish(vd r, vd t)
     const int shift = TANH_TABLE == 16 ? 4 : 0;
     const vd pow2 = (vd)((((vu)t >> shift) << 52) + 0x3ff0000000000000u);
 #if LANES == 8
-    const vi j8 = (vi)t; /* the permute reads the low 4 bits */
-    const vd E = pow2 * (__builtin_shuffle(load(exp2_16), load(exp2_16 + 8), j8) * em1 +
-                         __builtin_shuffle(load(exp2_16m1), load(exp2_16m1 + 8), j8)) +
-                 (pow2 - 1.0);
+    const __m512i j8 = (__m512i)t; /* the permute reads the low 4 bits */
+    const vd T = (vd)_mm512_permutex2var_pd((__m512d)load(exp2_16), j8,
+                                            (__m512d)load(exp2_16 + 8));
+    const vd Tm1 = (vd)_mm512_permutex2var_pd((__m512d)load(exp2_16m1), j8,
+                                              (__m512d)load(exp2_16m1 + 8));
+    const vd E = pow2 * (T * em1 + Tm1) + (pow2 - 1.0);
 #else
     const vd E = pow2 * em1 + (pow2 - 1.0);
 #endif
@@ -231,7 +251,7 @@ static void tanh_fast(int64_t n, const double *x, double *s)
     }
 }
 
-void kernels_activate(int activation, int64_t n, const double *a, double *s, double *ds)
+static void activate(int activation, int64_t n, const double *a, double *s, double *ds)
 {
     switch (activation) {
     case MF_ACT_TANH:
@@ -291,7 +311,7 @@ static void dgemm_forward(int activation, int64_t n, int dim, const double *X, i
     for (int64_t j0 = 0; j0 < n; j0 += rows) {
         int64_t r = n - j0 < rows ? n - j0 : rows;
         preactivation(r, dim, X + j0 * dim, cm, W, bias, S);
-        kernels_activate(activation, r * cm, S, S, NULL);
+        activate(activation, r * cm, S, S, NULL);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, S,
                     (int)cm, U, dim, 1.0, drift + j0 * dim, dim);
     }
@@ -321,7 +341,7 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
          * gb += Q. */
         for (int64_t j = 0; j < r; j++) {
             double *Sj = S + j * cm, *Qj = Q + j * cm;
-            kernels_activate(activation, cm, Sj, Sj, dS);
+            activate(activation, cm, Sj, Sj, dS);
             for (int64_t m = 0; m < cm; m++) {
                 Qj[m] *= dS[m];
                 gb[m] += Qj[m];
@@ -541,14 +561,16 @@ static void fused_backward_rows(int act, int64_t n, int D, const double *X, cons
     }
 }
 
+#ifdef MF_KERNEL_COMMON
 int64_t kernels_workspace(int64_t cm)
 {
     const int64_t dgemm = (2 * (int64_t)MF_ROW_BLOCK + 1) * cm;
     const int64_t fused = 3 * (SMALL_DIM * MF_ROW_BLOCK + SKEW) + cm * MF_ROW_BLOCK;
     return dgemm > fused ? dgemm : fused;
 }
+#endif
 
-void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_t cm,
+static void forward(int activation, int64_t n, int dim, const double *X, int64_t cm,
                      const double *U, const double *W, const double *bias, double *drift,
                      double *work)
 {
@@ -558,7 +580,7 @@ void kernels_forward(int activation, int64_t n, int dim, const double *X, int64_
         dgemm_forward(activation, n, dim, X, cm, U, W, bias, drift, work);
 }
 
-void kernels_backward(int activation, int64_t n, int dim, const double *X, const double *P,
+static void backward(int activation, int64_t n, int dim, const double *X, const double *P,
                       int64_t cm, const double *U, const double *W, const double *bias,
                       double *dP, double *gu, double *gw, double *gb, double *work)
 {
@@ -567,3 +589,6 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
     else
         dgemm_backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
 }
+
+const struct kernel_path PATH_SYMBOL(MF_KERNEL_PATH) = {PATH_NAME(MF_KERNEL_PATH), activate,
+                                                      forward, backward};

@@ -6,12 +6,14 @@
  * bench.c (bench).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
 #include "commands.h"
 #include "comm.h"
 #include "config.h"
+#include "kernels.h"
 #include "log.h"
 #include "stop.h"
 #include "version.h"
@@ -41,6 +43,9 @@ static void usage(FILE *out)
             "                           run directory, or start fresh if there is none\n"
             "  --restart FILE           continue from this checkpoint (any rank count)\n"
             "\n"
+            "MFRES_KERNELS=auto|avx512|avx2|generic chooses the compiled kernels (default\n"
+            "auto: the widest this CPU runs); mfres --version names them.\n"
+            "\n"
             "SIGTERM, SIGUSR1 and SIGINT write a checkpoint after the current step and\n"
             "exit 3; a second SIGINT stops at once.\n"
             "\n"
@@ -61,6 +66,9 @@ int main(int argc, char **argv)
         stop_install();
     MPI_Comm comm = comm_init(&argc, &argv);
     log_set_rank(comm_rank(comm));
+    char err[MF_MESSAGE_MAX] = "";
+    const int chosen = kernels_choose(getenv("MFRES_KERNELS"), err, sizeof err) == 0;
+    comm_agree_or_exit(chosen, err, MF_EXIT_USAGE, comm);
     int status = MF_EXIT_OK;
     const char *cmd = argc > 1 ? argv[1] : "";
     if (!strcmp(cmd, "train")) {
@@ -77,8 +85,13 @@ int main(int argc, char **argv)
         if (comm_rank(comm) == 0)
             usage(stdout);
     } else if (!strcmp(cmd, "--version")) {
-        log_info("mfres %s\ncompiler: %s\nflags: %s", mfres_version, mfres_compiler,
-                 mfres_cflags);
+        char isa[256], paths[64] = "";
+        for (int i = 0; kernel_paths[i]; i++)
+            snprintf(paths + strlen(paths), sizeof paths - strlen(paths), " %s",
+                     kernel_paths[i]->name);
+        log_info("mfres %s\ncompiler: %s\nflags: %s\nkernels: %s (built:%s; this CPU: %s)",
+                 mfres_version, mfres_compiler, mfres_cflags, kernels_path()->name, paths,
+                 kernels_cpu_isa(isa, sizeof isa));
     } else {
         if (comm_rank(comm) == 0) {
             fprintf(stderr, "mfres: error: %s%s%s\n\n", *cmd ? "unknown command '" : "no command",

@@ -18,8 +18,10 @@ import mfresfile  # noqa: E402
 import scaling  # noqa: E402
 
 MFRES = os.environ.get("MFRES", os.path.join(REPO, "build", "mfres"))
+# The study's analysis runs under $PYTHON (jobs/study.sh): this interpreter's.
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OPENBLAS_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+           OPENBLAS_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+           PYTHON=sys.executable)
 CONFIG = os.path.join(REPO, "jobs", "configs", "width-study.ini")
 SHORT = ["--set", "train.steps=60", "--set", "output.log_every=10",
          "--set", "output.snapshot_every=20"]

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """mfres's training step against the straightforward NumPy step, side by side.
 
     tests/bench/numpy_vs_mfres.py [--cores 1] [--layers 8] [--width 100000] [--dim 16]

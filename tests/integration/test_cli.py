@@ -27,6 +27,13 @@ def test_help_lists_every_key_with_its_default(tmp_path, small_config):
 def test_version():
     out = mfres("--version", check=True).stdout
     assert out.startswith("mfres ") and "compiler:" in out
+    # The widest kernel path this CPU has (the kernel's own flags for it).
+    flags = set(open("/proc/cpuinfo").read().split())
+    want = ("avx512" if {"avx512f", "avx512dq", "avx512cd", "avx512bw", "avx512vl"} <= flags
+            else "avx2" if {"avx2", "fma"} <= flags else "generic")
+    if os.uname().machine != "x86_64":
+        want = "generic"
+    assert re.search(rf"^kernels: {want} \(built: ", out, re.M), out
 
 
 def bad_run(tmp_path, text, *extra, ranks=2):

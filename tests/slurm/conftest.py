@@ -14,6 +14,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -58,7 +59,8 @@ SchedulerType=sched/backfill
 # A requeued job may start after cred_expire, at the next pass of the main
 # scheduler: every 2 s here, not 60 s.
 SchedulerParameters=sched_interval=2
-MpiDefault=none
+# The site's MPI plugin: the job scripts' default launcher is plain srun.
+MpiDefault=pmix
 ReturnToService=2
 JobRequeue=1
 KillWait=10
@@ -94,7 +96,8 @@ class Cluster:
                                       port1=free_port(), port2=free_port()))
         # Open MPI between the nodes: TCP over loopback only, and ranks that
         # yield while they wait (4 ranks of two nodes share 2 cores here).
-        self.env = dict(os.environ, SLURM_CONF=conf, MFRES=MFRES, OMPI_ALLOW_RUN_AS_ROOT="1",
+        self.env = dict(os.environ, SLURM_CONF=conf, MFRES=MFRES, PYTHON=sys.executable,
+                        OMPI_ALLOW_RUN_AS_ROOT="1",
                         OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                         OMPI_MCA_btl_vader_single_copy_mechanism="none",
                         OMPI_MCA_btl_tcp_if_include="lo", OMPI_MCA_oob_tcp_if_include="lo",
@@ -177,6 +180,8 @@ class Cluster:
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("the test cluster's daemons and namespaces need root")
     c = Cluster(tmp_path_factory.mktemp("cluster"))
     yield c
     c.stop()

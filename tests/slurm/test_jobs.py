@@ -4,6 +4,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import time
 
 import h5py
@@ -88,22 +89,24 @@ def wait_for_lines(path, lines, timeout=120):
 
 def test_two_node_job_requeued_then_continued_on_one_node(cluster, tmp_path,
                                                            seconds_per_step):
-    """train.sbatch on 2 nodes x 2 ranks (srun --mpi=pmix across both, each
+    """train.sbatch sized by sbatch's -N 2 --ntasks-per-node=2 alone: 4 ranks
+    on 2 nodes (plain srun, the cluster's MpiDefault pmix, across both, each
     node with its own /tmp), requeued by `scontrol requeue` while it runs:
     Slurm stops it with SIGTERM, mfres checkpoints from both nodes, and the
     job restarts from that checkpoint and ends as the same run made by hand
     on one node. Then a job on one node continues it further."""
     run = tmp_path / "job"
     long, steps = lasting(6, seconds_per_step, 500)
-    job = cluster.submit("-N", "2", "-n", "4", "-o", tmp_path / "slurm.out", "jobs/train.sbatch",
-                         CONFIG, *long, "--out", run)
+    job = cluster.submit("-N", "2", "--ntasks-per-node=2", "-o", tmp_path / "slurm.out",
+                         "jobs/train.sbatch", CONFIG, *long, "--out", run)
     wait_for_lines(run / "metrics.tsv", 2)
     cluster.run(["scontrol", "requeue", job], check=True)
     assert cluster.wait(job) == ["COMPLETED"]
     info = cluster.info(job)
     assert info["NodeList"] == "node[1-2]" and int(info["Restarts"]) >= 1
     log = job_log(run)
-    assert "start 1 on node1, 4 tasks, launcher srun" in log, log
+    assert "start 1 on node1, 4 tasks on 2 nodes, launcher srun, " in log, log
+    assert "ranks 4, kernels " in log
     assert "restarting from" in log and "exited with status 0" in log
     assert f"step {steps}/{steps}" in open(tmp_path / "slurm.out").read()
     assert_same_run(by_hand(cluster, tmp_path / "hand", *long), run, steps)
@@ -111,15 +114,17 @@ def test_two_node_job_requeued_then_continued_on_one_node(cluster, tmp_path,
                          CONFIG, *long, "--set", f"train.steps={steps + 500}", "--out", run)
     assert cluster.wait(job) == ["COMPLETED"]
     last = job_log(run).split("mfres job ")[-1]
-    assert ", 2 tasks," in last and f"ckpt-{steps:08d}.h5" in last
+    assert ", 2 tasks on 1 nodes," in last and f"ckpt-{steps:08d}.h5" in last
     assert metrics(run)["step"][-1] == steps + 500
 
 
-@pytest.mark.parametrize("launcher", ["srun", "mpirun"])
+@pytest.mark.parametrize("launcher", ["srun --mpi=pmix --cpu-bind=none",
+                                      "mpirun -x OPENBLAS_NUM_THREADS"])
 def test_preempted_job_requeues_and_ends_as_if_uninterrupted(cluster, tmp_path, launcher,
                                                              seconds_per_step):
     """SIGUSR1 to the batch shell, as --signal=B:USR1@T sends it before the
-    time limit: checkpoint, exit 3, requeue, restart, same final state."""
+    time limit: checkpoint, exit 3, requeue, restart, same final state. The
+    launcher is a whole command line (MFRES_LAUNCHER), srun's or mpirun's."""
     run = tmp_path / "job"
     long, steps = lasting(6, seconds_per_step, 500)  # as the two-node test: one run by hand
     job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/train.sbatch", CONFIG,
@@ -232,29 +237,61 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
 
 
 def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
+    """Sized by sbatch alone (-N 2 --ntasks-per-node=2), the default sweep is
+    1 and 2 tasks on one node, then 2 nodes x 2 tasks (srun -N 2 -n 4)."""
     tsv = tmp_path / "scaling.tsv"
-    job = cluster.submit("-n", "2", "-o", tmp_path / "slurm.out", "jobs/scaling.sbatch",
-                         "--layers", "2", "--width", "3000", "--dim", "8", "--batch", "32",
-                         "--steps", "3",
-                         env={"MFRES_SCALING_TASKS": "1 2", "MFRES_SCALING_REPEATS": "2",
-                              "MFRES_SCALING_TSV": str(tsv)})
+    job = cluster.submit("-N", "2", "--ntasks-per-node=2", "-o", tmp_path / "slurm.out",
+                         "jobs/scaling.sbatch", "--layers", "2", "--width", "3000", "--dim", "8",
+                         "--batch", "32", "--steps", "3",
+                         env={"MFRES_SCALING_REPEATS": "2", "MFRES_SCALING_TSV": str(tsv)})
     assert cluster.wait(job) == ["COMPLETED"]
     rows = [line.split("\t") for line in open(tsv).read().splitlines()]
     header, rows = rows[0], rows[1:]
     col = {name: i for i, name in enumerate(header)}
     assert [(r[col["label"]], r[col["ranks"]], r[col["width"]]) for r in rows] == 2 * [
         ("strong", "1", "3000"), ("weak", "1", "3000"), ("strong", "2", "3000"),
-        ("weak", "2", "6000")]
+        ("weak", "2", "6000"), ("strong", "4", "3000"), ("weak", "4", "12000")]
+    assert "== strong scaling, 4 tasks on 2 nodes" in open(tmp_path / "slurm.out").read()
     assert all(float(r[col["seconds_median"]]) > 0 for r in rows)
     out = open(tmp_path / "slurm.out").read()
     table = out[out.index("scaling table"):].splitlines()
     assert "speed-up" in table[1] and "(medians of 2 repeats;" in table[-2]
     # Each row is the median (here the mean) of its configuration's two repeats.
-    printed = {(t.split()[0], t.split()[1]): float(t.split()[3]) for t in table[2:6]}
+    printed = {(t.split()[0], t.split()[1]): float(t.split()[3]) for t in table[2:8]}
     for label, ranks in printed:
         times = [float(r[col["seconds_median"]]) for r in rows
                  if (r[col["label"]], r[col["ranks"]]) == (label, ranks)]
         assert abs(printed[label, ranks] - sum(times) / 2) < 1e-4
+
+
+def test_study_task_on_two_nodes_analysed_by_python_of_a_venv(cluster, tmp_path):
+    """A study whose tasks are sized by MFRES_STUDY_SBATCH="-N 2
+    --ntasks-per-node=2": each run has 4 ranks on 2 nodes. Its analysis job
+    runs $PYTHON, here a venv's interpreter, which marks that it started."""
+    venv, marker = tmp_path / "venv", tmp_path / "venv-started"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    str(venv)], check=True)
+    site = subprocess.run([venv / "bin" / "python", "-c", "import site; "
+                           "print(site.getsitepackages()[0])"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with open(os.path.join(site, "mfres_test_marker.pth"), "w") as f:
+        f.write(f"import os; open({str(marker)!r}, 'a').write(os.getcwd() + '\\n')\n")
+    out = tmp_path / "study"
+    env = dict(cluster.env, MFRES_STUDY_WIDTHS="16 32", MFRES_STUDY_SEEDS="2",
+               MFRES_STUDY_SBATCH="-N 2 --ntasks-per-node=2", PYTHON=str(venv / "bin" / "python"))
+    proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, "--set", "train.steps=100",
+                           "--set", "output.log_every=50", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    array, analysis = re.search(r"array job (\d+) \(4 tasks\), analysis job (\d+)",
+                                proc.stdout).groups()
+    marker.unlink(missing_ok=True)  # venv's own start-up above
+    assert cluster.wait(analysis, timeout=300) == ["COMPLETED"]
+    for width, s in [(16, 1), (16, 2), (32, 1), (32, 2)]:
+        log = job_log(out / f"L0004-M{width:08d}" / f"s{s:03d}")
+        assert "4 tasks on 2 nodes" in log and "ranks 4, kernels " in log, log
+    assert marker.exists(), "the analysis job did not run the venv's python"
+    assert json.load(open(out / "analysis" / "summary.json"))["seeds"] == 2
 
 
 def test_scaling_without_slurm_one_mode(tmp_path):

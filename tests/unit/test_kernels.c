@@ -1,6 +1,7 @@
 /*
  * Tests of kernels against plain loops written straight from the formulas,
- * for every activation and both paths (fused, DGEMM), with more samples
+ * for every activation and both ways (fused, DGEMM), on every kernel path
+ * this CPU runs (avx512, avx2, generic), with more samples
  * than one row block, a block that is not a whole number of vectors, and a
  * chunk shorter than MF_CHUNK.
  */
@@ -234,4 +235,20 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_row_block),
     cmocka_unit_test(test_rows_are_independent),
 };
-MPI_CMOCKA_MAIN(tests)
+/* The whole group once per kernel path that this CPU runs. */
+static int on_every_path(void)
+{
+    int failed = 0;
+    for (int i = 0; kernel_paths[i]; i++) {
+        char err[256];
+        if (kernels_choose(kernel_paths[i]->name, err, sizeof err)) {
+            print_message("skipped: %s\n", err);
+            continue;
+        }
+        print_message("kernel path %s\n", kernels_path()->name);
+        failed += cmocka_run_group_tests(tests, NULL, NULL);
+    }
+    return failed;
+}
+
+MPI_CMOCKA_MAIN_RUNNING(on_every_path())
