@@ -84,6 +84,11 @@ int kernels_choose(const char *name, char *err, size_t errlen);
 /* The path in use (chosen on first use if kernels_choose was not called). */
 const struct kernel_path *kernels_path(void);
 
+/* The instruction sets the whole binary was compiled to use (a -march in
+ * CFLAGS), checked against the CPU at start; "" for the architecture's
+ * baseline, the default build, which runs on any CPU of it. */
+const char *kernels_build_target(void);
+
 /* This CPU's instruction sets among those the paths and compilers use, e.g.
  * "sse3 ssse3 sse4.1 sse4.2 avx avx2 fma"; into buf (at least 160 bytes). */
 const char *kernels_cpu_isa(char *buf, size_t len);

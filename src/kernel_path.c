@@ -167,6 +167,8 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
 #define MF_TARGET_ISA ""
 #endif
 
+const char *kernels_build_target(void) { return MF_TARGET_ISA; }
+
 __attribute__((constructor)) static void check_build_target(void)
 {
     char missing[32], isa[256];

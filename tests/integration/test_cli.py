@@ -34,6 +34,7 @@ def test_version():
     if os.uname().machine != "x86_64":
         want = "generic"
     assert re.search(rf"^kernels: {want} \(built: ", out, re.M), out
+    assert "\ntarget: any CPU of its architecture\n" in out
 
 
 def bad_run(tmp_path, text, *extra, ranks=2):

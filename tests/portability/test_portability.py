@@ -184,8 +184,10 @@ def test_unprivileged_build_with_module_style_libraries(user_home, native):
             "'-I/nonexistent/include'") in proc.stderr and "hdf5.h" in proc.stderr
     assert "CC " not in proc.stdout
 
-    # The installed binary: BLIS, this CPU's kernels, the native run's loss.
+    # The installed binary: for this CPU, BLIS, the native run's loss.
     installed = prefix / "bin" / "mfres"
+    proc = as_user(installed, "--version", cwd=work)
+    assert re.search(r"^target: CPUs with avx avx2 .*sse4.2", proc.stdout, re.M), proc.stdout
     proc = as_user(installed, "train", prefix / "share/mfres/jobs/configs/default.ini", *SHORT,
                    "--out", work / "run", cwd=work)
     assert proc.returncode == 0, proc.stdout + proc.stderr
