@@ -107,7 +107,6 @@ KERNEL_PATHS := avx512 avx2 generic
 KERNEL_ISA_avx512 := -mavx512f -mavx512dq -mavx512cd -mavx512bw -mavx512vl -mavx2 -mfma \
                      -mprefer-vector-width=512
 KERNEL_ISA_avx2 := -mavx2 -mfma
-PREFER_512 := -mprefer-vector-width=512
 # What the build's own flags let the compiler use everywhere (a -march in
 # CFLAGS), from its predefined macros: checked against the CPU at start.
 AVX512 := AVX512F\|AVX512DQ\|AVX512CD\|AVX512BW\|AVX512VL\|AVX512IFMA\|AVX512VBMI\|AVX512VBMI2\|AVX512VNNI\|AVX512BITALG\|AVX512VPOPCNTDQ
@@ -121,8 +120,11 @@ TARGET_ISA :=
 BASELINE :=
 endif
 
-LIB_SRC := $(filter-out src/main.c src/kernels.c,$(wildcard src/*.c))
-LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) $(KERNEL_PATHS:%=$(BUILD)/obj/kernels-%.o)
+# The sources compiled once per kernel path: the hot loops.
+PATH_SOURCES := kernels exact
+LIB_SRC := $(filter-out src/main.c $(PATH_SOURCES:%=src/%.c),$(wildcard src/*.c))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) \
+           $(foreach s,$(PATH_SOURCES),$(KERNEL_PATHS:%=$(BUILD)/obj/$(s)-%.o))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
 
@@ -146,17 +148,21 @@ $(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj $(BUILD)/deps.ok
 # The check of the CPU at start runs on any CPU of the architecture.
 $(BUILD)/obj/kernel_path.o: ALL_CFLAGS += $(BASELINE) -DMF_TARGET_ISA='"$(strip $(TARGET_ISA))"'
 
-# The kernels, once per path. The activations' selects vectorize only when
-# GCC may evaluate both sides; their polynomials are chains of FMAs. On
-# AVX-512 CPUs GCC prefers 256-bit vectors unless told otherwise; the full
-# width made tanh's share of a D = 16 step smaller on a Xeon (src/README.md).
-$(BUILD)/obj/kernels-%.o: src/kernels.c | $(BUILD)/obj $(BUILD)/deps.ok
-	@echo "  CC      $< ($*)"
-	$(Q)$(MPICC) $(ALL_CFLAGS) -fno-trapping-math -ffp-contract=fast $(KERNEL_ISA_$*) \
-	    $(if $(filter-out generic,$*),-DMF_KERNEL_PATH=$*) -MMD -MP -c $< -o $@
-# The exact sums' limb loops (trunc, double -> int64) vectorize only without
-# trapping math; their results are exact either way.
-$(BUILD)/obj/exact.o: ALL_CFLAGS += -fno-trapping-math $(PREFER_512)
+# The hot loops, once per path. The activations' selects and the exact sums'
+# limb loops (trunc, double -> int64) vectorize only when GCC may evaluate
+# both sides of a select (-fno-trapping-math); the activations' polynomials
+# are chains of FMAs (-ffp-contract=fast, kernels only). On AVX-512 CPUs GCC
+# prefers 256-bit vectors unless told otherwise; the full width made tanh's
+# share of a D = 16 step smaller on a Xeon (src/README.md).
+PATH_FLAGS_kernels := -fno-trapping-math -ffp-contract=fast
+PATH_FLAGS_exact := -fno-trapping-math
+define path_rule
+$(BUILD)/obj/$(1)-%.o: src/$(1).c | $(BUILD)/obj $(BUILD)/deps.ok
+	@echo "  CC      $$< ($$*)"
+	$(Q)$(MPICC) $(ALL_CFLAGS) $(PATH_FLAGS_$(1)) $$(KERNEL_ISA_$$*) \
+	    $$(if $$(filter-out generic,$$*),-DMF_KERNEL_PATH=$$*) -MMD -MP -c $$< -o $$@
+endef
+$(foreach s,$(PATH_SOURCES),$(eval $(call path_rule,$(s))))
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^

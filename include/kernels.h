@@ -59,6 +59,7 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
  * widest one that this CPU has is used, unless kernels_choose picks another.
  * Paths agree to rounding (about 1e-16 relative), not to the bit: a run's
  * bits are reproducible for one path. */
+struct exact_format;
 struct kernel_path {
     const char *name;
     void (*activate)(int activation, int64_t n, const double *a, double *s, double *ds);
@@ -68,7 +69,17 @@ struct kernel_path {
     void (*backward)(int activation, int64_t n, int dim, const double *X, const double *P,
                      int64_t cm, const double *U, const double *W, const double *bias,
                      double *dP, double *gu, double *gw, double *gb, double *work);
+    /* exact_add (exact.h), whose limb loops are the other hot code */
+    void (*exact_add)(const struct exact_format *f, int64_t *acc, const double *x, int64_t n);
 };
+
+/* The files compiled once per path (the Makefile's PATH_SOURCES: kernels.c,
+ * exact.c) get the path's name as MF_KERNEL_PATH and name what they compile
+ * per path KERNEL_PATH_FN(name), e.g. exact_add_avx2. What does not depend on
+ * the path is compiled in the generic build alone, under MF_KERNEL_COMMON. */
+#define KERNEL_PATH_CAT_(name, path) name##_##path
+#define KERNEL_PATH_CAT(name, path) KERNEL_PATH_CAT_(name, path)
+#define KERNEL_PATH_FN(name) KERNEL_PATH_CAT(name, MF_KERNEL_PATH)
 
 /* The paths built into this binary, widest first, NULL-terminated. */
 extern const struct kernel_path *const kernel_paths[];

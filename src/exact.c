@@ -1,5 +1,11 @@
 /*
  * exact: order-independent exact sums in fixed-point limbs (see exact.h).
+ *
+ * Compiled once per kernel path (kernels.h), like kernels.c: the limb loops
+ * of exact_add vectorize only with the path's instruction sets (converting
+ * doubles to int64 takes AVX-512 DQ), and cost as much as a few percent of a
+ * step at D = 64. The sums are exact, so every path gives the same bits.
+ * The rest is compiled once, in the generic build (MF_KERNEL_COMMON).
  */
 #include "exact.h"
 
@@ -7,25 +13,17 @@
 #include <string.h>
 
 #include "comm.h"
+#include "kernels.h"
 
-const struct exact_format EXACT_STATE = {4, -100}, EXACT_SCALAR = {EXACT_SCALAR_LIMBS, -160};
-
-int64_t exact_size(const struct exact_format *f, int64_t n) { return f->limbs * n + 1; }
-
-/* The hot loops below vectorize for the widest of these instruction sets
- * that the CPU has (one copy of each, chosen when the program loads): the
- * conversion of doubles to int64 needs AVX-512 DQ. The sums are exact, so
- * every copy gives the same bits. */
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(__AVX512DQ__)
-#define WIDEST __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define WIDEST
+#ifndef MF_KERNEL_PATH
+#define MF_KERNEL_PATH generic
+#define MF_KERNEL_COMMON
 #endif
 
 /* One limb of m terms r (weight 2^e): add the truncated multiples of 2^e
  * to a and leave the remainders in r. Kept out of line: inlined into the
  * loop over limbs, GCC 12 stops vectorizing it. */
-static WIDEST __attribute__((noinline)) void add_limb(int64_t *restrict a, double *restrict r,
+static __attribute__((noinline)) void add_limb(int64_t *restrict a, double *restrict r,
                                                int64_t m, int e)
 {
     const double down = ldexp(1.0, -e), up = ldexp(1.0, e);
@@ -66,12 +64,25 @@ static inline void add_terms(int64_t *restrict acc, const double *restrict x, in
     acc[limbs * n] += lost;
 }
 
-WIDEST void exact_add(const struct exact_format *f, int64_t *acc, const double *x, int64_t n)
+void KERNEL_PATH_FN(exact_add)(const struct exact_format *f, int64_t *acc, const double *x,
+                               int64_t n);
+void KERNEL_PATH_FN(exact_add)(const struct exact_format *f, int64_t *acc, const double *x,
+                               int64_t n)
 {
     if (f->limbs == EXACT_STATE.limbs && f->low == EXACT_STATE.low)
         add_terms(acc, x, n, 4, -100); /* the hot path, with constant weights */
     else
         add_terms(acc, x, n, f->limbs, f->low);
+}
+
+#ifdef MF_KERNEL_COMMON
+const struct exact_format EXACT_STATE = {4, -100}, EXACT_SCALAR = {EXACT_SCALAR_LIMBS, -160};
+
+int64_t exact_size(const struct exact_format *f, int64_t n) { return f->limbs * n + 1; }
+
+void exact_add(const struct exact_format *f, int64_t *acc, const double *x, int64_t n)
+{
+    kernels_path()->exact_add(f, acc, x, n);
 }
 
 /* Carry the limbs of one value, limb k at limb[k * stride], so that all but
@@ -130,3 +141,4 @@ void exact_allreduce(const struct exact_format *f, int64_t *acc, int64_t n, doub
     comm_sum_i64(acc, (long)exact_size(f, n), comm);
     exact_value(f, acc, n, out);
 }
+#endif

@@ -40,18 +40,14 @@
 #include "config.h"
 #include "particles.h"
 
-/* This file is compiled once per kernel path (the Makefile's KERNEL_PATHS),
- * each time with that path's instruction sets and MF_KERNEL_PATH its name;
- * kernel_path.c picks one at start. What does not depend on the path is
- * compiled in the generic build alone (MF_KERNEL_COMMON). */
+/* Compiled once per kernel path (kernels.h): the generic build defines
+ * MF_KERNEL_COMMON and names itself here. */
 #ifndef MF_KERNEL_PATH
 #define MF_KERNEL_PATH generic
 #define MF_KERNEL_COMMON
 #endif
-#define PATH_NAME(path) PATH_NAME_(path)
-#define PATH_NAME_(path) #path
-#define PATH_SYMBOL(path) PATH_SYMBOL_(path)
-#define PATH_SYMBOL_(path) kernel_path_##path
+#define STRING_(x) #x
+#define STRING(x) STRING_(x)
 
 #ifdef MF_KERNEL_COMMON
 /* Measured (README, Performance): at D = 64 a 128-row block is 5% over the
@@ -590,5 +586,8 @@ static void backward(int activation, int64_t n, int dim, const double *X, const 
         dgemm_backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
 }
 
-const struct kernel_path PATH_SYMBOL(MF_KERNEL_PATH) = {PATH_NAME(MF_KERNEL_PATH), activate,
-                                                      forward, backward};
+void KERNEL_PATH_FN(exact_add)(const struct exact_format *f, int64_t *acc, const double *x,
+                               int64_t n); /* exact.c */
+
+const struct kernel_path KERNEL_PATH_FN(kernel_path) = {
+    STRING(MF_KERNEL_PATH), activate, forward, backward, KERNEL_PATH_FN(exact_add)};

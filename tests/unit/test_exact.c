@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "exact.h"
+#include "kernels.h"
 
 /* ---- the reference: a nonoverlapping expansion, exact for any doubles ---- */
 
@@ -165,6 +166,40 @@ static void test_order_and_grouping(void **state)
     free(a), free(b);
 }
 
+/* Every kernel path this CPU runs (kernels.h) has its own copy of the limb
+ * loops: all give the same limbs, over both formats and across blocks. */
+static void test_every_kernel_path_same_limbs(void **state)
+{
+    (void)state;
+    enum { N = 1500 };
+    double x[N];
+    srand(12);
+    for (int i = 0; i < N; i++)
+        x[i] = ldexp((double)rand() / RAND_MAX - 0.5, rand() % 200 - 120);
+    const struct exact_format *formats[] = {&EXACT_STATE, &EXACT_SCALAR};
+    for (int fi = 0; fi < 2; fi++) {
+        const struct exact_format *f = formats[fi];
+        const int64_t size = exact_size(f, N);
+        int64_t *first = calloc((size_t)size, sizeof *first);
+        int64_t *acc = calloc((size_t)size, sizeof *acc);
+        int paths = 0;
+        for (int p = 0; kernel_paths[p]; p++) {
+            char err[256];
+            if (kernels_choose(kernel_paths[p]->name, err, sizeof err))
+                continue;
+            memset(acc, 0, (size_t)size * sizeof *acc);
+            exact_add(f, acc, x, N);
+            exact_add(f, acc, x, N);
+            if (paths++ == 0)
+                memcpy(first, acc, (size_t)size * sizeof *acc);
+            assert_memory_equal(acc, first, (size_t)size * sizeof *acc);
+        }
+        assert_true(paths >= 1);
+        free(first), free(acc);
+    }
+    kernels_choose(NULL, (char[8]){0}, 8);
+}
+
 /* Terms spread over the ranks in a rank-count dependent way: the reduced
  * sum is the same bits as one rank's sum of all of them. */
 static void test_allreduce_any_ranks(void **state)
@@ -188,5 +223,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_adversarial_sums),
     cmocka_unit_test(test_order_and_grouping),
     cmocka_unit_test(test_allreduce_any_ranks),
+    cmocka_unit_test(test_every_kernel_path_same_limbs),
 };
 MPI_CMOCKA_MAIN(tests)
