@@ -98,9 +98,10 @@ export OPENBLAS_NUM_THREADS := 1
 export PYTHON
 MPIEXEC := $(MPIRUN) --oversubscribe
 
-# Kernel paths: src/kernels.c compiled once per instruction set, the widest
-# that the CPU has chosen at start (src/kernel_path.c); on x86-64 AVX-512,
-# AVX2 and the baseline of every x86-64 CPU (generic).
+# Kernel paths: the hot loops (PATH_SOURCES below) compiled once per
+# instruction set, the widest that the CPU has chosen at start
+# (src/kernel_path.c); on x86-64 AVX-512, AVX2 and the baseline of every
+# x86-64 CPU (generic). Everything else is compiled for the baseline.
 MACHINE := $(shell $(MPICC) -dumpmachine 2>/dev/null)
 ifneq ($(findstring x86_64,$(MACHINE)),)
 KERNEL_PATHS := avx512 avx2 generic
