@@ -26,7 +26,7 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MFRES = os.environ.get("MFRES", os.path.join(REPO, "build", "mfres"))
 CONFIG = os.path.join(REPO, "jobs", "configs", "default.ini")
-SHORT = ["--set", "train.steps=30", "--set", "output.log_every=10"]
+SHORT = ["--set", "train.steps=12", "--set", "output.log_every=4"]
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OPENBLAS_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
 QEMU = shutil.which("qemu-x86_64")

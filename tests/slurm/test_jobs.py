@@ -203,11 +203,21 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     at a time, the widest first) and an analysis job after it. The first
     task, requeued by `scontrol requeue` while it runs (Slurm stops it with
     SIGTERM, mfres checkpoints), continues from its checkpoint and ends as
-    the same run made by hand; the analysis starts only when all 4 are done."""
+    the same run made by hand; the analysis starts only when all 4 are done,
+    under $PYTHON: a venv's interpreter, which marks that it started."""
     out = tmp_path / "study"
     long, steps = lasting(4, seconds_per_step, 500)
+    venv, marker = tmp_path / "venv", tmp_path / "venv-started"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
+                    str(venv)], check=True)
+    site = subprocess.run([venv / "bin" / "python", "-c", "import site; "
+                           "print(site.getsitepackages()[0])"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    with open(os.path.join(site, "mfres_test_marker.pth"), "w") as f:
+        f.write(f"import os; open({str(marker)!r}, 'a').write(os.getcwd() + '\\n')\n")
     env = dict(cluster.env, MFRES_STUDY_WIDTHS="64 256", MFRES_STUDY_SEEDS="2",
-               MFRES_STUDY_THROTTLE="2", MFRES_STUDY_SBATCH="-n 2")
+               MFRES_STUDY_THROTTLE="2", MFRES_STUDY_SBATCH="-n 2",
+               PYTHON=str(venv / "bin" / "python"))
     proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, *long, "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -233,6 +243,7 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
             assert metrics(out / f"L0004-M{width:08d}" / f"s{s:03d}")["step"][-1] == steps
     summary = json.load(open(out / "analysis" / "summary.json"))
     assert summary["widths"] == [64, 256] and summary["seeds"] == 2
+    assert marker.exists(), "the analysis job did not run the venv's python"
     assert "fluctuation exponent (output)" in open(out / f"analysis-{analysis}.out").read()
 
 
@@ -264,34 +275,18 @@ def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
         assert abs(printed[label, ranks] - sum(times) / 2) < 1e-4
 
 
-def test_study_task_on_two_nodes_analysed_by_python_of_a_venv(cluster, tmp_path):
-    """A study whose tasks are sized by MFRES_STUDY_SBATCH="-N 2
-    --ntasks-per-node=2": each run has 4 ranks on 2 nodes. Its analysis job
-    runs $PYTHON, here a venv's interpreter, which marks that it started."""
-    venv, marker = tmp_path / "venv", tmp_path / "venv-started"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True)
-    site = subprocess.run([venv / "bin" / "python", "-c", "import site; "
-                           "print(site.getsitepackages()[0])"], capture_output=True, text=True,
-                          check=True).stdout.strip()
-    with open(os.path.join(site, "mfres_test_marker.pth"), "w") as f:
-        f.write(f"import os; open({str(marker)!r}, 'a').write(os.getcwd() + '\\n')\n")
+def test_study_task_sized_by_sbatch_runs_on_two_nodes(cluster, tmp_path):
+    """A study's array task sized by sbatch alone (-N 2 --ntasks-per-node=2,
+    as MFRES_STUDY_SBATCH passes it): its run has 4 ranks on 2 nodes."""
     out = tmp_path / "study"
-    env = dict(cluster.env, MFRES_STUDY_WIDTHS="16 32", MFRES_STUDY_SEEDS="2",
-               MFRES_STUDY_SBATCH="-N 2 --ntasks-per-node=2", PYTHON=str(venv / "bin" / "python"))
-    proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, "--set", "train.steps=100",
-                           "--set", "output.log_every=50", "--out", str(out)],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
-    assert proc.returncode == 0, proc.stderr
-    array, analysis = re.search(r"array job (\d+) \(4 tasks\), analysis job (\d+)",
-                                proc.stdout).groups()
-    marker.unlink(missing_ok=True)  # venv's own start-up above
-    assert cluster.wait(analysis, timeout=300) == ["COMPLETED"]
-    for width, s in [(16, 1), (16, 2), (32, 1), (32, 2)]:
-        log = job_log(out / f"L0004-M{width:08d}" / f"s{s:03d}")
-        assert "4 tasks on 2 nodes" in log and "ranks 4, kernels " in log, log
-    assert marker.exists(), "the analysis job did not run the venv's python"
-    assert json.load(open(out / "analysis" / "summary.json"))["seeds"] == 2
+    job = cluster.submit("--array=0", "-N", "2", "--ntasks-per-node=2", "-o",
+                         tmp_path / "slurm.out", "jobs/study.sbatch", CONFIG,
+                         "--set", "train.steps=100", "--set", "output.log_every=50",
+                         "--out", out, env={"MFRES_STUDY_WIDTHS": "32", "MFRES_STUDY_SEEDS": "1"})
+    assert cluster.wait(job) == ["COMPLETED"]
+    log = job_log(out / "L0004-M00000032" / "s001")
+    assert "4 tasks on 2 nodes" in log and "ranks 4, kernels " in log, log
+    assert "exited with status 0" in log
 
 
 def test_scaling_without_slurm_one_mode(tmp_path):
