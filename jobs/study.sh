@@ -19,20 +19,19 @@
 #
 # Here: the runs one after the other, the most particles first, each with
 # `MFRES_LAUNCHER -n MFRES_STUDY_RANKS` (default mpirun -n 2; jobs/common.sh)
-# and --restart auto: a finished
-# run (its final checkpoint exists) is skipped, an interrupted one continues
-# from its checkpoint, so the command can simply be run again. Then
-# analysis/scaling.py (width, or depth when several depths are given) writes
-# OUT/analysis/: summary.json, figures and the table, run by $PYTHON
-# (default python3 on PATH; e.g. PYTHON=$HOME/venv/bin/python), here and in
-# the Slurm analysis job.
+# and --restart auto: a finished run (its final checkpoint exists) is
+# skipped, an interrupted one continues from its checkpoint, so the command
+# can simply be run again. Then analysis/scaling.py (width, or depth when
+# several depths are given) writes OUT/analysis/: summary.json, figures and
+# the table, run by $PYTHON (default python3 on PATH; e.g.
+# PYTHON=$HOME/venv/bin/python), here and in the Slurm analysis job.
 #
 # --submit: one Slurm array job over the grid (jobs/study.sbatch, at most
 # MFRES_STUDY_THROTTLE = 8 tasks at a time; tasks restart and requeue like
 # train.sbatch) and an analysis job that starts when every task has
 # succeeded (afterok). sbatch reads its other options from the environment,
-# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT. Each task has
-# MFRES_STUDY_RANKS tasks (--ntasks, default 2) unless MFRES_STUDY_SBATCH
+# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT. Each array task
+# runs MFRES_STUDY_RANKS ranks (--ntasks, default 2) unless MFRES_STUDY_SBATCH
 # sizes it, e.g. MFRES_STUDY_SBATCH="-N 2 --ntasks-per-node=32 -t 4:00:00".
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
