@@ -76,12 +76,14 @@ void checkpoint_read_history(const char *path, struct mf_history *history);
 /* The newest checkpoint in run_dir/checkpoints that checkpoint_open
  * accepts into path and its header into hdr ("" when there is none; the
  * others are skipped with a warning saying why). Returns the number of
- * checkpoint files seen, usable or not. Collective. */
+ * checkpoint files seen, usable or not, or -1 with a message in err when
+ * the folder exists but cannot be listed. Collective. */
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len,
-                           struct checkpoint_header *hdr, MPI_Comm comm);
+                           struct checkpoint_header *hdr, char *err, size_t errlen,
+                           MPI_Comm comm);
 
-/* The number of checkpoint files in run_dir/checkpoints, unread.
- * Collective. */
-int checkpoint_count(const char *run_dir, MPI_Comm comm);
+/* The number of checkpoint files in run_dir/checkpoints, unread; -1 with a
+ * message in err when the folder exists but cannot be listed. Collective. */
+int checkpoint_count(const char *run_dir, char *err, size_t errlen, MPI_Comm comm);
 
 #endif

@@ -39,10 +39,20 @@ int rundir_mkdir(const char *dir);
 int rundir_publish(const char *tmp, const char *path);
 
 /* Steps of the checkpoint files in run_dir/checkpoints, newest first
- * (*steps is allocated; free it). Temporary files are not listed. */
+ * (*steps is allocated; free it). Temporary files are not listed. Only a
+ * missing folder means none; a folder that cannot be listed (EACCES, EIO,
+ * ENOTDIR, a failed readdir) returns -1 with errno. */
 int64_t rundir_checkpoints(const char *run_dir, int64_t **steps);
 
-/* Remove all but the newest `keep` checkpoints (warning on failure). */
-void rundir_prune(const char *run_dir, int64_t keep);
+/* A restart from the state of `step` abandons the checkpoints after it
+ * (another continuation, or damaged files that were skipped): move them,
+ * not delete them, into run_dir/checkpoints/superseded-TIME/, so that
+ * neither pruning nor --restart auto mistakes them for this run's states.
+ * Returns how many moved, or -1 with a message in err. */
+int64_t rundir_supersede(const char *run_dir, int64_t step, char *err, size_t errlen);
+
+/* Remove all but the newest `keep` checkpoints, never the one of step
+ * `start` (the state the run restarted from); warns on failure. */
+void rundir_prune(const char *run_dir, int64_t keep, int64_t start);
 
 #endif

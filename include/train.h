@@ -36,6 +36,7 @@ struct mf_run {
     struct mf_model *model;
     const char *dir;           /* run directory; NULL: write no files (tests) */
     int64_t start;             /* updates already done: 0, or a checkpoint's step */
+    int64_t kept_step;         /* a checkpoint pruning never removes: the restart's */
     struct mf_history history; /* rows before start (a checkpoint's), then ours */
     double started;            /* comm_wtime() at program start, for max_time */
 };

@@ -7,10 +7,12 @@
  */
 #include "checkpoint.h"
 
+#include <errno.h>
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "comm.h"
 #include "data.h"
@@ -523,43 +525,60 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
 /* ---- run directories ---- */
 
 /* The steps of the checkpoint files in run_dir, newest first, listed by
- * rank 0 and known to every rank. Free *steps. Collective. */
-static int64_t list_checkpoints(const char *run_dir, int64_t **steps, MPI_Comm comm)
+ * rank 0 and known to every rank. Free *steps. Returns their number, or -1
+ * with a message in err (every rank) when the folder cannot be listed.
+ * Collective. */
+static int64_t list_checkpoints(const char *run_dir, int64_t **steps, char *err,
+                                size_t errlen, MPI_Comm comm)
 {
-    int64_t n = 0;
+    int64_t n[2] = {0, 0}; /* the count, and errno */
     *steps = NULL;
-    if (comm_rank(comm) == 0)
-        n = rundir_checkpoints(run_dir, steps);
-    comm_bcast(&n, sizeof n, 0, comm);
+    if (comm_rank(comm) == 0) {
+        n[0] = rundir_checkpoints(run_dir, steps);
+        n[1] = errno;
+    }
+    comm_bcast(n, sizeof n, 0, comm);
+    if (n[0] < 0) {
+        char host[256] = "?";
+        if (comm_rank(comm) == 0)
+            gethostname(host, sizeof host - 1);
+        comm_bcast(host, sizeof host, 0, comm);
+        free(*steps);
+        *steps = NULL;
+        return snprintf(err, errlen, "cannot list '%s/checkpoints' (rank 0 on %s): %s", run_dir,
+                        host, strerror((int)n[1])),
+               -1;
+    }
     if (comm_rank(comm) != 0)
-        *steps = xcalloc((size_t)n + 1, sizeof **steps);
-    comm_bcast(*steps, n * (long)sizeof **steps, 0, comm);
-    return n;
+        *steps = xcalloc((size_t)n[0] + 1, sizeof **steps);
+    comm_bcast(*steps, n[0] * (long)sizeof **steps, 0, comm);
+    return n[0];
 }
 
-int checkpoint_count(const char *run_dir, MPI_Comm comm)
+int checkpoint_count(const char *run_dir, char *err, size_t errlen, MPI_Comm comm)
 {
     int64_t *steps;
-    const int64_t n = list_checkpoints(run_dir, &steps, comm);
+    const int64_t n = list_checkpoints(run_dir, &steps, err, errlen, comm);
     free(steps);
     return (int)n;
 }
 
 int checkpoint_find_latest(const char *run_dir, char *path, size_t len,
-                           struct checkpoint_header *hdr, MPI_Comm comm)
+                           struct checkpoint_header *hdr, char *err, size_t errlen,
+                           MPI_Comm comm)
 {
     int64_t *steps;
-    const int64_t n = list_checkpoints(run_dir, &steps, comm);
+    const int64_t n = list_checkpoints(run_dir, &steps, err, errlen, comm);
     path[0] = 0;
     for (int64_t i = 0; i < n && !path[0]; i++) {
-        char err[MF_ERR_MAX];
+        char why[MF_ERR_MAX];
         rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
-        int status = checkpoint_open(path, hdr, err, sizeof err, comm);
+        int status = checkpoint_open(path, hdr, why, sizeof why, comm);
         if (status == 0 && hdr->kind != CHECKPOINT_FULL)
-            status = log_file_error(err, sizeof err, "checkpoint", path, "a snapshot");
+            status = log_file_error(why, sizeof why, "checkpoint", path, "a snapshot");
         if (status != 0) {
             if (comm_rank(comm) == 0)
-                log_warn("skipping %s", err);
+                log_warn("skipping %s", why);
             path[0] = 0;
         }
     }

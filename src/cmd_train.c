@@ -183,12 +183,15 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     const int automatic = args.restart && !strcmp(args.restart, "auto");
     int seen = 0;
     if (automatic)
-        seen = checkpoint_find_latest(cfg.output.dir, restart, sizeof restart, &hdr, comm);
+        seen = checkpoint_find_latest(cfg.output.dir, restart, sizeof restart, &hdr, err,
+                                      sizeof err, comm);
     else if (args.restart)
         snprintf(restart, sizeof restart, "%s", args.restart);
     else
-        seen = checkpoint_count(cfg.output.dir, comm);
-    if (!args.restart && seen) {
+        seen = checkpoint_count(cfg.output.dir, err, sizeof err, comm);
+    if (seen < 0) {
+        status = -1; /* a run directory that cannot be listed: never "no checkpoints" */
+    } else if (!args.restart && seen) {
         snprintf(err, sizeof err,
                  "run directory '%s' already holds checkpoints: continue it with --restart "
                  "auto, or choose another --out",
@@ -212,7 +215,7 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
                             .labels = cfg.train.loss == MF_LOSS_CROSS_ENTROPY};
     struct mf_model model;
     struct mf_run run = {.cfg = &cfg, .ds = &ds, .model = &model, .dir = cfg.output.dir,
-                         .started = started};
+                         .kept_step = -1, .started = started};
     model_create(&model, &cfg, ds.d_out, comm);
     double read_seconds = 0;
     if (restart[0]) {
@@ -242,6 +245,20 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
         log_info("the run is already complete at step %lld", (long long)hdr.step);
         status = MF_EXIT_OK;
     } else {
+        if (restart[0]) {
+            /* The checkpoints after the start belong to another continuation
+             * (or were skipped as damaged): moved aside, so that pruning and
+             * --restart auto see this run's states only. */
+            int64_t moved = 0;
+            if (comm_rank(comm) == 0 &&
+                (moved = rundir_supersede(cfg.output.dir, hdr.step, err, sizeof err)) > 0)
+                log_info("moved the %lld checkpoints after step %lld to %s/checkpoints/"
+                         "superseded-*: this run continues from step %lld instead",
+                         (long long)moved, (long long)hdr.step, cfg.output.dir,
+                         (long long)hdr.step);
+            comm_agree_or_exit(moved >= 0, err, MF_EXIT_RUNTIME, comm);
+            run.kept_step = hdr.step;
+        }
         status = train_run(&run, NULL);
         comm_report_timers(stdout, comm);
     }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -93,9 +94,12 @@ int64_t rundir_checkpoints(const char *run_dir, int64_t **steps)
     *steps = xmalloc((size_t)cap * sizeof **steps);
     DIR *d = opendir(dir);
     if (!d)
-        return 0;
+        return errno == ENOENT ? 0 : -1;
     struct dirent *e;
-    while ((e = readdir(d))) {
+    for (;;) {
+        errno = 0;
+        if (!(e = readdir(d)))
+            break;
         long long step;
         int end = 0;
         if (sscanf(e->d_name, "ckpt-%lld%n", &step, &end) != 1 || strcmp(e->d_name + end, ".h5"))
@@ -108,16 +112,60 @@ int64_t rundir_checkpoints(const char *run_dir, int64_t **steps)
         }
         (*steps)[n++] = step;
     }
+    const int error = errno;
     closedir(d);
+    if (error) {
+        errno = error;
+        return -1;
+    }
     qsort(*steps, (size_t)n, sizeof **steps, newest_first);
     return n;
 }
 
-void rundir_prune(const char *run_dir, int64_t keep)
+int64_t rundir_supersede(const char *run_dir, int64_t step, char *err, size_t errlen)
+{
+    int64_t *steps, moved = 0;
+    const int64_t n = rundir_checkpoints(run_dir, &steps);
+    char dir[MF_PATH_MAX + 64], from[MF_PATH_MAX + 64], to[2 * MF_PATH_MAX];
+    if (n < 0) {
+        snprintf(err, errlen, "cannot list '%s/checkpoints': %s", run_dir, strerror(errno));
+        moved = -1;
+    }
+    for (int64_t i = 0; i < n && steps[i] > step && moved >= 0; i++) {
+        if (!moved) {
+            char stamp[32];
+            const time_t now = time(NULL);
+            strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", localtime(&now));
+            snprintf(dir, sizeof dir, "%s/checkpoints/superseded-%s", run_dir, stamp);
+            if (rundir_mkdir(dir) != 0) {
+                snprintf(err, errlen, "cannot create '%s': %s", dir, strerror(errno));
+                moved = -1;
+                break;
+            }
+        }
+        rundir_path(run_dir, CHECKPOINT_FULL, steps[i], from, sizeof from);
+        snprintf(to, sizeof to, "%s/%s", dir, strrchr(from, '/') + 1);
+        if (rename(from, to) != 0) {
+            snprintf(err, errlen, "cannot move '%s' to '%s': %s", from, to, strerror(errno));
+            moved = -1;
+        } else {
+            moved++;
+        }
+    }
+    free(steps);
+    return moved;
+}
+
+void rundir_prune(const char *run_dir, int64_t keep, int64_t start)
 {
     int64_t *steps;
     int64_t n = rundir_checkpoints(run_dir, &steps);
+    if (n < 0)
+        log_warn("cannot list '%s/checkpoints' to remove old checkpoints: %s", run_dir,
+                 strerror(errno));
     for (int64_t i = keep; i < n; i++) {
+        if (steps[i] == start)
+            continue;
         char path[MF_PATH_MAX + 64];
         rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, sizeof path);
         if (unlink(path) != 0)

@@ -288,7 +288,8 @@ static void progress(const struct mf_observables *o, int64_t steps, double elaps
 }
 
 /* Write a checkpoint or snapshot of the state after `step` updates and
- * drop checkpoints beyond checkpoint_keep. Returns the seconds taken. */
+ * drop checkpoints beyond checkpoint_keep (never the restart's own).
+ * Returns the seconds taken. */
 static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
 {
     const struct mf_config *cfg = run->cfg;
@@ -300,7 +301,7 @@ static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
         int64_t bytes = cfg->model.layers * cfg->model.width * (2 * cfg->model.dim + 1) * 8;
         log_info("checkpoint %s: %.3g GB in %.2f s (%.3g GB/s)", path, bytes / 1e9, seconds,
                  bytes / 1e9 / seconds);
-        rundir_prune(run->dir, cfg->output.checkpoint_keep);
+        rundir_prune(run->dir, cfg->output.checkpoint_keep, run->kept_step);
     }
     timer_stop(TIMER_OUTPUT);
     return seconds;

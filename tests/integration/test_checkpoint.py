@@ -261,8 +261,10 @@ def test_kill_at_any_moment_then_restart(tmp_path):
     for a, b in zip(particles(ckpt(ref, 60)), particles(ckpt(run, 60))):
         assert np.array_equal(a, b)
     assert_same_metrics(ref, run)
-    kept = sorted(n for n in os.listdir(run / "checkpoints") if n.endswith(".h5"))
-    assert kept == ["ckpt-00000050.h5", "ckpt-00000055.h5", "ckpt-00000060.h5"]
+    # The newest 3 (checkpoint_keep), and at most the one that the run which
+    # wrote them restarted from: pruning never removes a run's start.
+    kept = checkpoint_steps(run / "checkpoints")
+    assert kept[-3:] == [50, 55, 60] and len(kept) <= 4, kept
 
 
 # ---- signals and time limits ----
@@ -786,3 +788,56 @@ def test_full_disk_during_the_write(tmp_path):
     proc = on_small_disk(tmp_path, f'{run}; echo rc=$?; cp -a "$DISK/run" "$OUT/after"')
     assert_full_disk_handled(tmp_path, proc)
     assert "(the partial file is removed; earlier checkpoints are kept)" in proc.stderr
+
+
+def checkpoint_steps(folder):
+    return sorted(int(name[5:13]) for name in os.listdir(folder)
+                  if re.fullmatch(r"ckpt-\d{8}\.h5", name))
+
+
+def test_restart_from_an_older_checkpoint_supersedes_the_later_ones(tmp_path, small_config):
+    """Checkpoints 20, 30, 40; a restart from 20 to step 26 (checkpoints
+    every 5, 2 kept) moves 30 and 40 into checkpoints/superseded-*/ instead
+    of pruning its own start and its own checkpoints; the start (20) is
+    never pruned while the run is on. --restart auto then continues from 26,
+    the newest state of the run asked for, and a shortened run is refused:
+    the end is the bits of an uninterrupted run to 30."""
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    mfres("train", small_config, "--set", "output.checkpoint_every=10", "--set",
+          "output.checkpoint_keep=3", "--out", run, ranks=2, check=True)
+    assert checkpoint_steps(run / "checkpoints") == [20, 30, 40]
+    proc = mfres("train", small_config, "--restart", ckpt(run, 20), "--set", "train.steps=26",
+                 "--set", "output.checkpoint_every=5", "--out", run, ranks=2, check=True)
+    assert "moved the 2 checkpoints after step 20" in proc.stdout, proc.stdout
+    assert checkpoint_steps(run / "checkpoints") == [20, 25, 26]
+    moved = [d for d in os.listdir(run / "checkpoints") if d.startswith("superseded-")]
+    assert len(moved) == 1 and checkpoint_steps(run / "checkpoints" / moved[0]) == [30, 40]
+    proc = mfres("train", small_config, "--restart", "auto", "--set", "train.steps=30",
+                 "--set", "output.checkpoint_every=5", "--out", run, ranks=2, check=True)
+    assert f"restarting from {ckpt(run, 26)} (step 26" in proc.stdout, proc.stdout
+    assert "moved the" not in proc.stdout
+    assert checkpoint_steps(run / "checkpoints") == [26, 30]
+    proc = mfres("train", small_config, "--restart", "auto", "--set", "train.steps=28",
+                 "--out", run, ranks=2)
+    assert proc.returncode == 2 and "beyond train.steps = 28" in proc.stderr
+    mfres("train", small_config, "--set", "train.steps=30", "--out", ref, ranks=2, check=True)
+    for a, b in zip(particles(ckpt(ref, 30)), particles(ckpt(run, 30))):
+        assert np.array_equal(a, b)
+    assert_same_metrics(ref, run)
+
+
+@pytest.mark.parametrize("restart", [[], ["--restart", "auto"]])
+def test_checkpoints_that_cannot_be_listed_are_an_error(tmp_path, small_config, restart):
+    """Only a missing checkpoints/ means "no checkpoints": one that cannot
+    be listed (here a file in its place, ENOTDIR) stops the run with exit 2
+    and the reason, before the run directory changes."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoints").write_text("not a folder\n")
+    (run / "metrics.tsv").write_text("precious\n")
+    before = tree_digest(run)
+    proc = mfres("train", small_config, *restart, "--out", run, ranks=2)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert re.search(rf"cannot list '{re.escape(str(run))}/checkpoints' \(rank 0 on [^)]+\): "
+                     r"Not a directory", proc.stderr), proc.stderr
+    assert tree_digest(run) == before
