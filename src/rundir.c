@@ -93,8 +93,16 @@ int64_t rundir_checkpoints(const char *run_dir, int64_t **steps)
     int64_t n = 0, cap = 16;
     *steps = xmalloc((size_t)cap * sizeof **steps);
     DIR *d = opendir(dir);
-    if (!d)
-        return errno == ENOENT ? 0 : -1;
+    if (!d) {
+        /* none where the folder is not there (ENOTDIR: a file on its path,
+         * e.g. a run directory that cannot exist); an error where it is */
+        const int error = errno;
+        struct stat st;
+        if (error == ENOENT || (error == ENOTDIR && stat(dir, &st) != 0))
+            return 0;
+        errno = error;
+        return -1;
+    }
     struct dirent *e;
     for (;;) {
         errno = 0;
