@@ -534,9 +534,13 @@ int config_compare_for_restart(const struct mf_config *given, const struct mf_co
 {
     for (int i = 0; i < NKEYS; i++) {
         const struct key *k = &keys[i];
-        /* A restart may run longer and write its output differently. */
+        /* A restart may run longer, write its output differently, and
+         * split the work over the ranks otherwise (as on another rank
+         * count: the same bits). */
         if (!strcmp(k->section, "output") ||
-            (!strcmp(k->section, "train") && !strcmp(k->name, "steps")))
+            (!strcmp(k->section, "train") &&
+             (!strcmp(k->name, "steps") || !strcmp(k->name, "balance_every") ||
+              !strcmp(k->name, "share_work"))))
             continue;
         const char *a = (const char *)given + k->offset, *b = (const char *)stored + k->offset;
         size_t size = k->type == KEY_INT    ? sizeof(int64_t)
@@ -552,8 +556,9 @@ int config_compare_for_restart(const struct mf_config *given, const struct mf_co
         fclose(fa);
         fclose(fb);
         return fail(err, errlen,
-                    "%s.%s = %s in the configuration but %s in the checkpoint (only train.steps "
-                    "and [output] keys may change on restart)",
+                    "%s.%s = %s in the configuration but %s in the checkpoint (only train.steps, "
+                    "train.balance_every, train.share_work and [output] keys may change on "
+                    "restart)",
                     k->section, k->name, va, vb),
                -1;
     }
