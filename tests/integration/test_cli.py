@@ -129,10 +129,11 @@ def test_generic_openblas_core_is_reported(tmp_path, small_config, monkeypatch, 
 
 
 def test_readme_documents_every_key():
-    """Every key of `mfres --help` has a row in the README's table, with the
+    """Every key of `mfres --help` has a row in jobs/configs/README.md, with the
     same default."""
     out = mfres("--help", check=True).stdout
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")).read()
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "..", "jobs", "configs",
+                               "README.md")).read()
     section = None
     for line in out.splitlines():
         m = re.match(r"^  \[(\w+)\]$", line)
