@@ -84,6 +84,9 @@ struct kernel_path {
 /* The paths built into this binary, widest first, NULL-terminated. */
 extern const struct kernel_path *const kernel_paths[];
 
+/* The names of the paths built, " avx512 avx2 generic", into buf. */
+const char *kernels_path_names(char *buf, size_t len);
+
 /* Whether this CPU (and its operating system) can run the path. */
 int kernels_runnable(const struct kernel_path *path);
 

@@ -107,27 +107,37 @@ int kernels_runnable(const struct kernel_path *path)
     return cpu_has_all(path_isa(path), missing, sizeof missing);
 }
 
+const char *kernels_path_names(char *buf, size_t len)
+{
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; kernel_paths[i] && at < len; i++)
+        at += (size_t)snprintf(buf + at, len - at, " %s", kernel_paths[i]->name);
+    return buf;
+}
+
 static const struct kernel_path *chosen;
 
 int kernels_choose(const char *name, char *err, size_t errlen)
 {
     const int automatic = !name || !*name || !strcmp(name, "auto");
-    char names[64] = "", isa[256];
+    char names[64], isa[256];
     for (int i = 0; kernel_paths[i]; i++) {
         const struct kernel_path *p = kernel_paths[i];
-        if (automatic ? kernels_runnable(p) : !strcmp(name, p->name)) {
-            if (!kernels_runnable(p))
-                return snprintf(err, errlen,
-                                "MFRES_KERNELS = %s: this CPU cannot run the %s kernels (they "
-                                "need %s; the CPU has %s)",
-                                name, name, path_isa(p), kernels_cpu_isa(isa, sizeof isa)),
-                       -1;
-            chosen = p;
-            return 0;
-        }
-        snprintf(names + strlen(names), sizeof names - strlen(names), " %s", p->name);
+        if (automatic ? !kernels_runnable(p) : strcmp(name, p->name) != 0)
+            continue;
+        if (!kernels_runnable(p))
+            return snprintf(err, errlen,
+                            "MFRES_KERNELS = %s: this CPU cannot run the %s kernels (they need "
+                            "%s; the CPU has %s)",
+                            name, name, path_isa(p), kernels_cpu_isa(isa, sizeof isa)),
+                   -1;
+        chosen = p;
+        return 0;
     }
-    return snprintf(err, errlen, "MFRES_KERNELS = %s: not one of auto%s", name, names), -1;
+    return snprintf(err, errlen, "MFRES_KERNELS = %s: not one of auto%s", name,
+                    kernels_path_names(names, sizeof names)),
+           -1;
 }
 
 const struct kernel_path *kernels_path(void)

@@ -85,16 +85,14 @@ int main(int argc, char **argv)
         if (comm_rank(comm) == 0)
             usage(stdout);
     } else if (!strcmp(cmd, "--version")) {
-        char isa[256], paths[64] = "";
-        for (int i = 0; kernel_paths[i]; i++)
-            snprintf(paths + strlen(paths), sizeof paths - strlen(paths), " %s",
-                     kernel_paths[i]->name);
+        char isa[256], paths[64];
         const char *target = kernels_build_target();
         log_info("mfres %s\ncompiler: %s\nflags: %s\ntarget: %s%s\n"
                  "kernels: %s (built:%s; this CPU: %s)",
                  mfres_version, mfres_compiler, mfres_cflags,
                  *target ? "CPUs with " : "any CPU of its architecture", target,
-                 kernels_path()->name, paths, kernels_cpu_isa(isa, sizeof isa));
+                 kernels_path()->name, kernels_path_names(paths, sizeof paths),
+                 kernels_cpu_isa(isa, sizeof isa));
     } else {
         if (comm_rank(comm) == 0) {
             fprintf(stderr, "mfres: error: %s%s%s\n\n", *cmd ? "unknown command '" : "no command",
