@@ -340,7 +340,7 @@ install: $(BUILD)/mfres
 	install -m 755 $(BUILD)/mfres $(DESTDIR)$(PREFIX)/bin/mfres
 	install -m 755 jobs/*.sbatch jobs/study.sh $(SHARE)/jobs
 	install -m 644 jobs/common.sh jobs/README.md $(SHARE)/jobs
-	install -m 644 jobs/configs/*.ini $(SHARE)/jobs/configs
+	install -m 644 jobs/configs/*.ini jobs/configs/README.md $(SHARE)/jobs/configs
 	install -m 755 analysis/*.py $(SHARE)/analysis
 	install -m 644 analysis/README.md analysis/requirements.txt $(SHARE)/analysis
 
