@@ -57,23 +57,25 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
                         const struct mf_dataset *ds, const struct mf_model *m,
                         const struct mf_history *history, int64_t step);
 
-/* Check that path is a complete, self-consistent mfres file whose every
- * dataset matches its checksum (all ranks read a share of it), and read its
- * header. Returns 0, or -1 with "checkpoint 'PATH': problem" in err, the
- * same on every rank. Collective. */
-int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
-                    MPI_Comm comm);
+/* Check that every node sees path (shared_fs_check_file), that it is a
+ * complete, self-consistent mfres file (rank 0 reads its metadata) whose
+ * every dataset matches its checksum (all ranks read a share of it), and
+ * read its header. Returns 0, or -1 with "checkpoint 'PATH': problem" in
+ * err, the same on every rank. Nothing is kept open. Collective. */
+int checkpoint_check(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
+                     MPI_Comm comm);
 
-/* Read the data sets, this rank's particles (for the partition m was created
- * with) and the observables of a file checkpoint_open accepted; ds and
- * history may be NULL. Returns the seconds taken (slowest rank). Collective. */
+/* Read this rank's particles (for the partition m was created with), and
+ * the data sets and observables (read by rank 0 and broadcast) of a file
+ * checkpoint_check accepted; ds and history may be NULL. Returns the
+ * seconds taken (slowest rank). Collective. */
 double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model *m,
                      struct mf_history *history);
 
-/* The observables stored in a file checkpoint_open accepted. Not collective. */
+/* The observables stored in a file checkpoint_check accepted. Not collective. */
 void checkpoint_read_history(const char *path, struct mf_history *history);
 
-/* The newest checkpoint in run_dir/checkpoints that checkpoint_open
+/* The newest checkpoint in run_dir/checkpoints that checkpoint_check
  * accepts into path and its header into hdr ("" when there is none; the
  * others are skipped with a warning saying why). Returns the number of
  * checkpoint files seen, usable or not, or -1 with a message in err when

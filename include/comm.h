@@ -8,6 +8,7 @@
 #define MFRES_COMM_H
 
 #include <mpi.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdnoreturn.h>
@@ -89,6 +90,10 @@ int comm_all_ok(int ok, MPI_Comm comm);
 /* The lowest rank that passed ok = 0, or -1 when every rank passed nonzero.
  * Lets ranks stop together and one of them explain why. Collective. */
 int comm_first_failure(int ok, MPI_Comm comm);
+
+/* 0 when ok holds on every rank; else -1 with the message of the lowest
+ * failing rank copied into every rank's message[len]. Collective. */
+int comm_agree(int ok, char *message, size_t len, MPI_Comm comm);
 
 /* Bitwise OR of bits over all ranks. Collective. */
 int comm_or(int bits, MPI_Comm comm);

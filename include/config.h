@@ -24,6 +24,14 @@ enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE, MF_SHARE_AUTO };
 enum mf_file_locking { MF_LOCKING_OFF, MF_LOCKING_ON, MF_LOCKING_BEST_EFFORT };
 
 #define MF_PATH_MAX 1024
+/* The longest line of INI text libinih reads whole (its INI_MAX_LINE, 200
+ * by default, less a carriage return, a newline and a NUL); so a path key
+ * NAME takes at most CONFIG_LINE_MAX - strlen("NAME = ") characters. */
+#define CONFIG_LINE_MAX 197
+/* The longest file name mfres gives MPI-IO (parallel HDF5): Open MPI's
+ * OMPIO aborts on names of 245 characters or more (it appends
+ * ".lockedfile" in a buffer of 256 bytes). */
+#define MF_MPIIO_PATH_MAX 244
 /* The largest state dimension D, and so the most classes a data file may have. */
 #define MF_MAX_DIM 65536
 #define MF_MAX_CLASSES MF_MAX_DIM
@@ -92,6 +100,11 @@ void config_defaults(struct mf_config *cfg);
 /* Read an INI file over the current values of cfg. Returns 0, or -1 with a
  * message "FILE:LINE: [section] key: problem" in err. Not collective. */
 int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen);
+
+/* The text of a configuration file (malloc'ed), checked to be a regular
+ * file of at most 1 MiB without NUL bytes; NULL with "FILE: problem" in err
+ * otherwise. Not collective. */
+char *config_load_file(const char *path, char *err, size_t errlen);
 
 /* Read INI text (e.g. a checkpoint's stored configuration); label names it
  * in messages. Returns 0 or -1 with err. */

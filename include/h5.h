@@ -11,6 +11,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Call on_failure(ctx, "the call's text") when an HDF5 call returns a
+ * negative value (an error); on_failure does not return. */
+#define H5_TRY(call, on_failure, ctx)                                                          \
+    do {                                                                                       \
+        if ((call) < 0)                                                                        \
+            on_failure(ctx, #call);                                                            \
+    } while (0)
+
 /* Open an existing HDF5 file read-only, serially, with HDF5's error stack
  * printing off and the file locking of h5_set_access. Returns the file, or
  * a negative id with the reason in why: "cannot open: <errno text>", "not
@@ -33,6 +41,12 @@ void h5_file_locking(hid_t fapl);
 /* File access with MPI-IO on comm and the hints of h5_set_access,
  * collective metadata reads and writes, and its file locking. */
 hid_t h5_parallel_fapl(MPI_Comm comm);
+
+/* After a collective H5Fopen or H5Fcreate of path: 1 when every rank has
+ * the file, 0 when none has (nothing to close). When only some have it,
+ * the job is aborted, as closing it is collective and cannot be done by
+ * those ranks alone. Collective. */
+int h5_opened(hid_t file, const char *path, MPI_Comm comm);
 
 /* The rows of a layer-major array [L][rows_per_layer][width] that a rank
  * holds: rows [first, first + count) of every layer. */

@@ -58,6 +58,11 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
                   MPI_Comm comm);
 void model_destroy(struct mf_model *m);
 
+/* Allocate now the buffers of the exact sums of a pass over `rows` samples
+ * (5 rows x D values), which passes would otherwise allocate on first use:
+ * an allocation that fails names the keys that size it. Not collective. */
+void model_reserve(struct mf_model *m, int64_t rows);
+
 /* ResNet forward pass on n samples. X holds slot k at X + k*slot_stride
  * (n x D each); slot 0 is the padded input. With slot_stride = n*D all L+1
  * states are kept (as the backward pass needs); with 0, X is advanced in

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "model.h"
 #include "rundir.h"
+#include "shared_fs.h"
 
 static int read_attr(hid_t loc, const char *obj, const char *name, hid_t type, void *out)
 {
@@ -362,11 +363,8 @@ static int verify(const char *path, const struct checkpoint_header *hdr, char *e
     hid_t fapl = h5_parallel_fapl(comm);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (!comm_all_ok(file >= 0, comm)) {
-        if (file >= 0)
-            H5Fclose(file);
+    if (!h5_opened(file, path, comm))
         return log_file_error(err, errlen, "checkpoint", path, "cannot open for reading");
-    }
     char names[MAX_DATASETS][64];
     const int n = dataset_names(hdr, names);
     int status = 0;
@@ -380,11 +378,14 @@ static int verify(const char *path, const struct checkpoint_header *hdr, char *e
     return status;
 }
 
-int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
+int checkpoint_check(const char *path, struct checkpoint_header *hdr, char *err, size_t errlen,
                     MPI_Comm comm)
 {
-    int status = 0;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    memset(hdr, 0, sizeof *hdr);
+    if (shared_fs_check_file("checkpoint", path, err, errlen, comm) != 0)
+        return -1;
+    int status = 0;
     if (comm_rank(comm) == 0)
         status = validate(path, hdr, err, errlen);
     comm_bcast(&status, sizeof status, 0, comm);
@@ -393,13 +394,28 @@ int checkpoint_open(const char *path, struct checkpoint_header *hdr, char *err, 
     return status ? status : verify(path, hdr, err, errlen, comm);
 }
 
-/* Read a whole dataset of doubles (all ranks the same). */
-static void read_all(hid_t file, const char *name, hid_t dxpl, double *out, const char *path)
+/* Read `count` elements of a whole dataset: rank 0 reads them (a
+ * collective read in which the other ranks select nothing) and broadcasts
+ * them, so that the file is read once, not once per rank. Collective. */
+static void read_replicated(hid_t file, const char *name, hid_t type, hid_t dxpl, void *out,
+                            hsize_t count, const char *path, MPI_Comm comm)
 {
+    const int root = comm_rank(comm) == 0;
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    if (d < 0 || H5Dread(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, dxpl, out) < 0)
+    hid_t space = d >= 0 ? H5Dget_space(d) : H5I_INVALID_HID;
+    const hsize_t n = count ? count : 1;
+    hid_t mem = H5Screate_simple(1, &n, NULL);
+    if (!root || !count) {
+        H5Sselect_none(mem);
+        if (space >= 0)
+            H5Sselect_none(space);
+    }
+    if (d < 0 || H5Dread(d, type, mem, space, dxpl, out) < 0)
         log_fatal("reading '%s' from '%s' failed", name, path);
+    H5Sclose(mem);
+    H5Sclose(space);
     H5Dclose(d);
+    comm_bcast(out, (long)(count * H5Tget_size(type)), 0, comm);
 }
 
 /* Read this rank's share of a particle dataset into out. */
@@ -423,7 +439,8 @@ static void read_share(hid_t file, const char *name, hid_t dxpl, const struct h5
     H5Dclose(d);
 }
 
-static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, const char *path)
+static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, const char *path,
+                              MPI_Comm comm)
 {
     hsize_t dims[3] = {0};
     dataset_dims(file, "observables/loss/value", dims);
@@ -434,25 +451,19 @@ static void read_history_from(hid_t file, hid_t dxpl, struct mf_history *h, cons
     for (int k = 0; k < HISTORY_COLUMNS; k++) {
         char name[96];
         snprintf(name, sizeof name, "observables/%s/value", history_column_names[k]);
-        if (n)
-            read_all(file, name, dxpl, values, path);
+        read_replicated(file, name, H5T_NATIVE_DOUBLE, dxpl, values, n, path, comm);
         for (hsize_t i = 0; i < n; i++)
             history_set_column(&rows[i], k, values[i]);
     }
-    if (n) {
-        hid_t d = H5Dopen2(file, "observables/loss/step", H5P_DEFAULT);
-        if (d < 0 || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, dxpl, steps) < 0)
-            log_fatal("reading observables from '%s' failed", path);
-        H5Dclose(d);
-        read_all(file, "observables/loss/time", dxpl, times, path);
-    }
+    read_replicated(file, "observables/loss/step", H5T_NATIVE_INT64, dxpl, steps, n, path, comm);
+    read_replicated(file, "observables/loss/time", H5T_NATIVE_DOUBLE, dxpl, times, n, path, comm);
     hsize_t odims[3] = {0, 0, 0};
     double *outputs = NULL;
     if (H5Lexists(file, "observables/output", H5P_DEFAULT) > 0 &&
         dataset_dims(file, "observables/output/value", odims) == 3) {
         outputs = xcalloc(odims[0] * odims[1] * odims[2] + 1, sizeof *outputs);
-        if (n)
-            read_all(file, "observables/output/value", dxpl, outputs, path);
+        read_replicated(file, "observables/output/value", H5T_NATIVE_DOUBLE, dxpl, outputs,
+                        odims[0] * odims[1] * odims[2], path, comm);
     }
     h->count = 0;
     h->out_size = (int64_t)(odims[1] * odims[2]);
@@ -470,7 +481,7 @@ void checkpoint_read_history(const char *path, struct mf_history *history)
     hid_t file = h5_open_read(path, why, sizeof why);
     if (file < 0)
         log_fatal("'%s': %s", path, why);
-    read_history_from(file, H5P_DEFAULT, history, path);
+    read_history_from(file, H5P_DEFAULT, history, path, MPI_COMM_SELF);
     H5Fclose(file);
 }
 
@@ -482,7 +493,7 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
     hid_t fapl = h5_parallel_fapl(comm);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
-    if (file < 0)
+    if (!h5_opened(file, path, comm))
         log_fatal("cannot open '%s' for reading", path);
     hid_t dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE);
@@ -509,14 +520,14 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
             sets[i]->y_dim = yrank == 2 ? (int64_t)yd[1] : 1;
             sets[i]->x = xmalloc((size_t)(xd[0] * xd[1] + 1) * sizeof(double));
             sets[i]->y = xmalloc((size_t)(yd[0] * (yrank == 2 ? yd[1] : 1) + 1) * 8);
-            if (xd[0]) {
-                read_all(file, names[i][0], dxpl, sets[i]->x, path);
-                read_all(file, names[i][1], dxpl, sets[i]->y, path);
-            }
+            read_replicated(file, names[i][0], H5T_NATIVE_DOUBLE, dxpl, sets[i]->x,
+                            xd[0] * xd[1], path, comm);
+            read_replicated(file, names[i][1], H5T_NATIVE_DOUBLE, dxpl, sets[i]->y,
+                            yd[0] * (yrank == 2 ? yd[1] : 1), path, comm);
         }
     }
     if (history)
-        read_history_from(file, dxpl, history, path);
+        read_history_from(file, dxpl, history, path, comm);
     H5Pclose(dxpl);
     H5Fclose(file);
     return comm_max(comm_wtime() - t0, comm);
@@ -573,7 +584,7 @@ int checkpoint_find_latest(const char *run_dir, char *path, size_t len,
     for (int64_t i = 0; i < n && !path[0]; i++) {
         char why[MF_ERR_MAX];
         rundir_path(run_dir, CHECKPOINT_FULL, steps[i], path, len);
-        int status = checkpoint_open(path, hdr, why, sizeof why, comm);
+        int status = checkpoint_check(path, hdr, why, sizeof why, comm);
         if (status == 0 && hdr->kind != CHECKPOINT_FULL)
             status = log_file_error(why, sizeof why, "checkpoint", path, "a snapshot");
         if (status != 0) {

@@ -40,6 +40,7 @@
 #include "log.h"
 #include "model.h"
 #include "rundir.h"
+#include "shared_fs.h"
 #include "version.h"
 
 /* State of one file being written. */
@@ -54,19 +55,13 @@ struct writer {
     uint64_t need;         /* bytes it needs */
 };
 
-static noreturn void write_failed(const struct writer *w, const char *call);
-
 /* Give up when an HDF5 call failed (see the opening comment). */
-#define CHECK(w, call)                                                                         \
-    do {                                                                                       \
-        if ((call) < 0)                                                                        \
-            write_failed(w, #call);                                                            \
-    } while (0)
+static noreturn void write_failed(const struct writer *w, const char *call);
 
 static hid_t new_group(struct writer *w, hid_t loc, const char *name)
 {
     hid_t g = H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(w, g);
+    H5_TRY(g, write_failed, w);
     return g;
 }
 
@@ -85,8 +80,8 @@ static void attr(struct writer *w, hid_t obj, const char *name, hid_t type, int 
     hsize_t dims[1] = {(hsize_t)n};
     hid_t space = n ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(w, a);
-    CHECK(w, H5Awrite(a, type, value));
+    H5_TRY(a, write_failed, w);
+    H5_TRY(H5Awrite(a, type, value), write_failed, w);
     H5Aclose(a);
     H5Sclose(space);
 }
@@ -119,7 +114,7 @@ static void small_dataset(struct writer *w, hid_t loc, const char *name, hid_t t
 {
     hid_t space = rank ? H5Screate_simple(rank, dims, NULL) : H5Screate(H5S_SCALAR);
     hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(w, d);
+    H5_TRY(d, write_failed, w);
     hsize_t count = 1;
     for (int i = 0; i < rank; i++)
         count *= dims[i];
@@ -129,7 +124,7 @@ static void small_dataset(struct writer *w, hid_t loc, const char *name, hid_t t
             H5Sselect_none(mem);
             H5Sselect_none(space);
         }
-        CHECK(w, H5Dwrite(d, type, mem, space, w->dxpl, data));
+        H5_TRY(H5Dwrite(d, type, mem, space, w->dxpl, data), write_failed, w);
         H5Sclose(mem);
     }
     uint64_t sum = w->root ? h5_checksum(data, count, H5Tget_size(type), 0) : 0;
@@ -152,14 +147,14 @@ static void shared_dataset(struct writer *w, hid_t loc, const char *name, hid_t 
         dims[rank++] = s->width;
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5Dcreate2(loc, name, type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(w, d);
+    H5_TRY(d, write_failed, w);
     hsize_t n = s->layers * s->count * (s->width ? s->width : 1);
     hsize_t mdims[1] = {n ? n : 1};
     hid_t mem = H5Screate_simple(1, mdims, NULL);
     if (!n)
         H5Sselect_none(mem);
     h5_select_rows(space, s, lead);
-    CHECK(w, H5Dwrite(d, type, mem, space, w->dxpl, data));
+    H5_TRY(H5Dwrite(d, type, mem, space, w->dxpl, data), write_failed, w);
     const size_t size = H5Tget_size(type);
     const hsize_t row = s->width ? s->width : 1, block = s->count * row;
     uint64_t sum = 0;
@@ -441,9 +436,13 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     struct writer w = {.path = path, .comm = comm, .root = comm_rank(comm) == 0,
                        .d_out = m->d_out, .tmp = tmp, .dir = dir,
                        .need = file_bytes(&m->particles, stride, full ? ds : NULL, history)};
-    int ok = !w.root || rundir_mkdir(dir) == 0;
-    comm_fatal_unless(ok, comm, "cannot create directory '%s': %s", dir, strerror(errno));
     char err[MF_ERR_MAX] = "";
+    int ok = !w.root || rundir_mkdir(dir) == 0;
+    if (!ok)
+        snprintf(err, sizeof err, "cannot create directory '%s': %s", dir, strerror(errno));
+    comm_agree_or_exit(ok, err, MF_EXIT_RUNTIME, comm);
+    comm_agree_or_exit(shared_fs_check_dir(dir, err, sizeof err, comm) == 0, err,
+                       MF_EXIT_RUNTIME, comm);
     ok = !w.root || check_space(dir, tmp, path, w.need, err, sizeof err) == 0;
 #ifdef MFRES_FAULT_INJECTION
     ok |= getenv("MFRES_TEST_SKIP_SPACE_CHECK") != NULL; /* to test a write that runs out */
@@ -455,7 +454,7 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     snprintf(err, sizeof err, "cannot create '%s'", tmp);
-    comm_agree_or_exit(w.file >= 0, err, MF_EXIT_RUNTIME, comm);
+    comm_agree_or_exit(h5_opened(w.file, tmp, comm), err, MF_EXIT_RUNTIME, comm);
     w.dxpl = H5Pcreate(H5P_DATASET_XFER);
     H5Pset_dxpl_mpio(w.dxpl, H5FD_MPIO_COLLECTIVE);
 
@@ -475,11 +474,11 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     attr_text(&w, g, "rng", "Philox4x64-10 keyed by (seed, purpose); every counter derives from "
                             "the step and particle ids, so the step is the whole state");
     attr_text(&w, g, "optimizer", "plain gradient steps: no state beyond the particles");
-    CHECK(&w, H5Fflush(w.file, H5F_SCOPE_GLOBAL));
+    H5_TRY(H5Fflush(w.file, H5F_SCOPE_GLOBAL), write_failed, &w);
     attr_int(&w, g, "complete", 1); /* last: a file without it is not a checkpoint */
     H5Gclose(g);
     H5Pclose(w.dxpl);
-    CHECK(&w, H5Fclose(w.file));
+    H5_TRY(H5Fclose(w.file), write_failed, &w);
 
     /* Make the data durable, then give the file its name. */
     if (w.root && rundir_publish(tmp, path) != 0) {

@@ -17,22 +17,22 @@
 #include "model.h"
 #include "train.h"
 
-/* Open FILE for info/eval; exits 2 on bad input. */
-static void open_or_exit(int argc, char **argv, struct checkpoint_header *hdr, MPI_Comm comm)
+/* Check FILE for info/eval; exits 2 on bad input. */
+static void check_or_exit(int argc, char **argv, struct checkpoint_header *hdr, MPI_Comm comm)
 {
     char err[MF_ERR_MAX] = "";
     int ok = argc == 3;
     if (!ok)
         snprintf(err, sizeof err, "%s needs one FILE.h5 (see mfres --help)", argv[1]);
     comm_agree_or_exit(ok, err, MF_EXIT_USAGE, comm);
-    comm_agree_or_exit(checkpoint_open(argv[2], hdr, err, sizeof err, comm) == 0, err, MF_EXIT_USAGE,
-                  comm);
+    ok = checkpoint_check(argv[2], hdr, err, sizeof err, comm) == 0;
+    comm_agree_or_exit(ok, err, MF_EXIT_USAGE, comm);
 }
 
 int cmd_info(int argc, char **argv, MPI_Comm comm)
 {
     struct checkpoint_header hdr;
-    open_or_exit(argc, argv, &hdr, comm);
+    check_or_exit(argc, argv, &hdr, comm);
     if (comm_rank(comm) != 0)
         return MF_EXIT_OK;
     const struct mf_config *c = &hdr.cfg;
@@ -72,7 +72,7 @@ int cmd_info(int argc, char **argv, MPI_Comm comm)
 int cmd_eval(int argc, char **argv, MPI_Comm comm)
 {
     struct checkpoint_header hdr;
-    open_or_exit(argc, argv, &hdr, comm);
+    check_or_exit(argc, argv, &hdr, comm);
     char err[MF_ERR_MAX];
     snprintf(err, sizeof err, "checkpoint '%s': a snapshot holds no data; eval needs a checkpoint",
              argv[2]);

@@ -1,10 +1,11 @@
 /*
  * cmd_train: `mfres train` and `mfres config` (see commands.h).
  *
- * train reads as: parse the command line and the configuration (every
- * rank, identically), agree that all ranks succeeded, then (a fresh run, or
- * a restart whose configuration agrees with its checkpoint) set up the run
- * directory, the data and the particles, train, report, clean up.
+ * train reads as: parse the command line and the configuration (rank 0
+ * reads the file, every rank parses its text), agree that all ranks
+ * succeeded, then (a fresh run, or a restart whose configuration agrees
+ * with its checkpoint) set up the run directory (checked to be the same on
+ * every node), the data and the particles, train, report, clean up.
  */
 #include "commands.h"
 
@@ -24,6 +25,7 @@
 #include "model.h"
 #include "particles.h"
 #include "rundir.h"
+#include "shared_fs.h"
 #include "train.h"
 #include "version.h"
 
@@ -33,10 +35,31 @@ struct train_args {
     const char *restart; /* NULL, "auto" or a checkpoint file */
 };
 
+/* The configuration file as rank 0 reads it, parsed by every rank: all
+ * ranks run the same configuration even when the file differs between
+ * nodes (edited while the job starts, or on a node-local file system), and
+ * the file is opened once. Returns 0, or -1 with err on every rank alike.
+ * Collective. */
+static int read_config_file(struct mf_config *cfg, const char *path, char *err, size_t errlen,
+                            MPI_Comm comm)
+{
+    char *text = comm_rank(comm) == 0 ? config_load_file(path, err, errlen) : NULL;
+    if (comm_agree(comm_rank(comm) != 0 || text, err, errlen, comm) != 0)
+        return -1;
+    long bytes = text ? (long)strlen(text) + 1 : 0;
+    comm_bcast(&bytes, sizeof bytes, 0, comm);
+    if (!text)
+        text = xmalloc((size_t)bytes);
+    comm_bcast(text, bytes, 0, comm);
+    const int status = config_read_string(cfg, text, path, err, errlen);
+    free(text);
+    return status;
+}
+
 /* Parse `train` arguments and read the configuration with its overrides,
- * unresolved. Returns 0, or -1 with err. */
+ * unresolved. Returns 0, or -1 with err, on every rank alike. Collective. */
 static int read_config(int argc, char **argv, struct train_args *args, struct mf_config *cfg,
-                       char *err, size_t errlen)
+                       char *err, size_t errlen, MPI_Comm comm)
 {
     memset(args, 0, sizeof *args);
     config_defaults(cfg);
@@ -47,6 +70,12 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
                 return snprintf(err, errlen, "%s needs a value (see mfres --help)", arg), -1;
             if (!strcmp(arg, "--restart"))
                 args->restart = argv[i + 1];
+            if (!strcmp(arg, "--restart") && strlen(args->restart) > MF_MPIIO_PATH_MAX)
+                return snprintf(err, errlen, "--restart: a path of %zu characters; a file "
+                                "opened with MPI-IO may have at most %d (Open MPI's OMPIO "
+                                "aborts on longer ones): use a relative path or a shorter link",
+                                strlen(args->restart), MF_MPIIO_PATH_MAX),
+                       -1;
             i++;
         } else if (arg[0] == '-') {
             return snprintf(err, errlen, "unknown option '%s' (see mfres --help)", arg), -1;
@@ -60,7 +89,7 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
     }
     if (!args->config)
         return snprintf(err, errlen, "train needs a configuration file (see mfres --help)"), -1;
-    if (config_read_file(cfg, args->config, err, errlen) != 0)
+    if (read_config_file(cfg, args->config, err, errlen, comm) != 0)
         return -1;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--set") && config_set(cfg, argv[++i], err, errlen) != 0)
@@ -174,7 +203,7 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     struct checkpoint_header hdr;
     char err[MF_ERR_MAX] = "", restart[MF_PATH_MAX + 64] = "";
 
-    int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    int status = read_config(argc, argv, &args, &cfg, err, sizeof err, comm);
     if (status == 0)
         status = h5_set_access(cfg.output.file_locking, cfg.output.mpio_hints, err, sizeof err);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
@@ -204,7 +233,7 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
                  seen, cfg.output.dir);
         status = -1;
     } else if (restart[0]) {
-        status = (!automatic && checkpoint_open(restart, &hdr, err, sizeof err, comm)) ||
+        status = (!automatic && checkpoint_check(restart, &hdr, err, sizeof err, comm)) ||
                  resolve_restart(&cfg, restart, &hdr, err, sizeof err);
     } else {
         status = resolve_fresh(&cfg, &file, err, sizeof err, comm);
@@ -232,6 +261,8 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     /* Only now, with the whole input valid (a checkpoint read and checked),
      * touch the run directory. */
     status = comm_rank(comm) == 0 ? rundir_create(&cfg, err, sizeof err) : 0;
+    comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
+    status = shared_fs_check_dir(cfg.output.dir, err, sizeof err, comm);
     comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
     print_banner(&cfg, &model, comm_size(comm));
     if (restart[0]) {
@@ -276,7 +307,7 @@ int cmd_config(int argc, char **argv, MPI_Comm comm)
     struct mf_config cfg;
     struct mf_data_file file = {0};
     char err[MF_ERR_MAX] = "";
-    int status = read_config(argc, argv, &args, &cfg, err, sizeof err);
+    int status = read_config(argc, argv, &args, &cfg, err, sizeof err, comm);
     if (status == 0)
         status = resolve_fresh(&cfg, &file, err, sizeof err, comm);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);

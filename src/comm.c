@@ -241,6 +241,14 @@ void comm_fatal_unless(int ok, MPI_Comm comm, const char *fmt, ...)
     comm_abort(1);
 }
 
+int comm_agree(int ok, char *message, size_t len, MPI_Comm comm)
+{
+    const int first_bad = comm_first_failure(ok, comm);
+    if (first_bad >= 0)
+        MPI_Bcast(message, (int)len, MPI_CHAR, first_bad, comm);
+    return first_bad < 0 ? 0 : -1;
+}
+
 void comm_agree_or_exit(int ok, const char *message, int status, MPI_Comm comm)
 {
     int first_bad = comm_first_failure(ok, comm);

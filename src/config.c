@@ -193,13 +193,19 @@ static int parse_value(struct mf_config *cfg, const struct key *k, const char *t
             }
             return fail(err, errlen, "unknown value '%s' (choose one of: %s)", text, names), -1;
         }
-    case KEY_PATH:
-        if (strlen(text) >= MF_PATH_MAX)
-            return fail(err, errlen, "path longer than %d characters", MF_PATH_MAX - 1), -1;
+    case KEY_PATH: {
+        const size_t most = CONFIG_LINE_MAX - strlen(k->name) - strlen(" = ");
+        if (strlen(text) > most)
+            return fail(err, errlen, "a path of %zu characters; this key takes at most %zu, as "
+                        "config.ini and checkpoints store it on one line '%s = PATH' and "
+                        "libinih reads lines of at most %d characters (use a relative path or "
+                        "a shorter link)", strlen(text), most, k->name, CONFIG_LINE_MAX),
+                   -1;
         if (path_problem(text, err, errlen))
             return -1;
         strcpy(field, text);
         return 0;
+    }
     }
     return -1;
 }
@@ -223,12 +229,26 @@ struct parse_state {
     int seen_line[sizeof keys / sizeof keys[0]]; /* line a key was set on */
 };
 
+/* libinih's reader: one line per call, at most size - 1 bytes. A longer
+ * line would be cut into pieces read as lines of their own, so it ends the
+ * parse with an error instead. */
 static char *read_line(char *buf, int size, void *stream)
 {
     struct parse_state *st = stream;
     char *line = fgets(buf, size, st->file);
-    if (line)
-        st->line++;
+    if (!line || st->error_line)
+        return NULL;
+    st->line++;
+    const size_t n = strlen(line);
+    if (n == (size_t)size - 1 && line[n - 1] != '\n') {
+        const int next = fgetc(st->file); /* a newline just past the buffer is this line's */
+        if (next != EOF && next != '\n') {
+            st->error_line = st->line;
+            snprintf(st->message, sizeof st->message, "a line longer than %d characters "
+                     "(libinih's limit)", CONFIG_LINE_MAX);
+            return NULL;
+        }
+    }
     return line;
 }
 
@@ -267,6 +287,8 @@ static int read_stream(struct mf_config *cfg, FILE *file, const char *path, char
 {
     struct parse_state st = {.cfg = cfg, .file = file};
     int bad_line = ini_parse_stream(read_line, &st, handle_pair, &st);
+    if (bad_line == 0 && st.error_line)
+        bad_line = st.error_line; /* found by read_line */
     if (bad_line == 0)
         return 0;
     if (bad_line < 0)
@@ -282,40 +304,49 @@ static int read_stream(struct mf_config *cfg, FILE *file, const char *path, char
 /* A configuration is a text file of at most this many bytes. */
 #define CONFIG_MAX_BYTES (1 << 20)
 
-int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
+_Static_assert(CONFIG_LINE_MAX + 3 <= INI_MAX_LINE, "libinih's lines are shorter than assumed");
+
+char *config_load_file(const char *path, char *err, size_t errlen)
 {
     /* Only regular files: a directory would read as empty, a FIFO or a
      * device could block or never end. */
     struct stat st;
     if (stat(path, &st) != 0)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), NULL;
     if (!S_ISREG(st.st_mode))
-        return fail(err, errlen, "%s: not a regular file", path), -1;
+        return fail(err, errlen, "%s: not a regular file", path), NULL;
     if (st.st_size > CONFIG_MAX_BYTES)
         return fail(err, errlen, "%s: %lld bytes, more than a configuration's %d",
                     path, (long long)st.st_size, CONFIG_MAX_BYTES),
-               -1;
+               NULL;
     FILE *file = fopen(path, "r");
     if (!file)
-        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), -1;
+        return fail(err, errlen, "%s: cannot open: %s", path, strerror(errno)), NULL;
     /* Read it whole: a NUL byte would silently cut a line short. */
     char *text = malloc((size_t)st.st_size + 1);
     size_t n = text ? fread(text, 1, (size_t)st.st_size, file) : 0;
     fclose(file);
     if (!text)
-        return fail(err, errlen, "%s: out of memory reading it", path), -1;
+        return fail(err, errlen, "%s: out of memory reading it", path), NULL;
     text[n] = 0;
     const char *nul = memchr(text, 0, n);
-    int status;
     if (nul) {
         int line = 1;
         for (const char *c = text; c < nul; c++)
             line += *c == '\n';
         fail(err, errlen, "%s:%d: a NUL byte in the text", path, line);
-        status = -1;
-    } else {
-        status = config_read_string(cfg, text, path, err, errlen);
+        free(text);
+        return NULL;
     }
+    return text;
+}
+
+int config_read_file(struct mf_config *cfg, const char *path, char *err, size_t errlen)
+{
+    char *text = config_load_file(path, err, errlen);
+    if (!text)
+        return -1;
+    const int status = config_read_string(cfg, text, path, err, errlen);
     free(text);
     return status;
 }

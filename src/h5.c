@@ -98,6 +98,16 @@ hid_t h5_parallel_fapl(MPI_Comm comm)
     return fapl;
 }
 
+int h5_opened(hid_t file, const char *path, MPI_Comm comm)
+{
+    enum { OPENED = 1, FAILED = 2 };
+    const int seen = comm_or(file >= 0 ? OPENED : FAILED, comm);
+    if (seen == (OPENED | FAILED))
+        comm_fatal_unless(file < 0, comm, "'%s' is open on some ranks only (a collective "
+                          "close cannot follow): stopping the job", path);
+    return seen == OPENED;
+}
+
 void h5_select_rows(hid_t space, const struct h5_rows *s, int lead)
 {
     if (s->count == 0 || s->layers == 0) {

@@ -81,15 +81,23 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
 /* Exact sums of `count` doubles, gathered chunk by chunk: sums_begin zeroes
  * the accumulator, chunk_sums hands out a zeroed buffer for one chunk's
  * sums, sums_add adds them, sums_end reduces over the ranks. */
+void model_reserve(struct mf_model *m, int64_t rows)
+{
+    const int64_t count = rows * m->particles.dim;
+    if (count <= m->sums_size)
+        return;
+    const char *what = "the exact sums of a pass (5 x the larger of train.batch, data.samples "
+                       "and data.test_samples x model.dim 8-byte values)";
+    free(m->chunk_sums);
+    free(m->acc);
+    m->chunk_sums = xmalloc_for(what, (size_t)count, sizeof *m->chunk_sums);
+    m->acc = xmalloc_for(what, (size_t)exact_size(&EXACT_STATE, count), sizeof *m->acc);
+    m->sums_size = count;
+}
+
 static void sums_begin(struct mf_model *m, int64_t count)
 {
-    if (count > m->sums_size) {
-        free(m->chunk_sums);
-        free(m->acc);
-        m->chunk_sums = xmalloc((size_t)count * sizeof *m->chunk_sums);
-        m->acc = xmalloc((size_t)exact_size(&EXACT_STATE, count) * sizeof *m->acc);
-        m->sums_size = count;
-    }
+    model_reserve(m, (count + m->particles.dim - 1) / m->particles.dim);
     memset(m->acc, 0, (size_t)exact_size(&EXACT_STATE, count) * sizeof *m->acc);
 }
 

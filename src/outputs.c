@@ -7,6 +7,7 @@
 #include <hdf5.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdnoreturn.h>
 #include <string.h>
 
 #include "config.h"
@@ -30,11 +31,10 @@ struct mf_outputs {
     hsize_t probes, d_out;
 };
 
-#define CHECK(o, call)                                                                         \
-    do {                                                                                       \
-        if ((call) < 0)                                                                        \
-            log_fatal("writing '%s': %s failed", (o)->path, #call);                            \
-    } while (0)
+static noreturn void outputs_failed(const struct mf_outputs *o, const char *call)
+{
+    log_fatal("writing '%s': %s failed", o->path, call);
+}
 
 static void attr_text(struct mf_outputs *o, hid_t obj, const char *name, const char *text)
 {
@@ -43,8 +43,8 @@ static void attr_text(struct mf_outputs *o, hid_t obj, const char *name, const c
     H5Tset_strpad(t, H5T_STR_NULLPAD);
     hid_t space = H5Screate(H5S_SCALAR);
     hid_t a = H5Acreate2(obj, name, t, space, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(o, a);
-    CHECK(o, H5Awrite(a, t, text));
+    H5_TRY(a, outputs_failed, o);
+    H5_TRY(H5Awrite(a, t, text), outputs_failed, o);
     H5Aclose(a);
     H5Sclose(space);
     H5Tclose(t);
@@ -56,9 +56,10 @@ static void whole_dataset(struct mf_outputs *o, const char *name, int rank, cons
     hid_t space = H5Screate_simple(rank, dims, NULL);
     hid_t d = H5Dcreate2(o->file, name, H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT,
                          H5P_DEFAULT);
-    CHECK(o, d);
+    H5_TRY(d, outputs_failed, o);
     if (dims[0] > 0)
-        CHECK(o, H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data));
+        H5_TRY(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, data),
+               outputs_failed, o);
     H5Dclose(d);
     H5Sclose(space);
 }
@@ -74,7 +75,7 @@ static hid_t series(struct mf_outputs *o, const char *name, hid_t type, int rank
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, rank, chunk);
     hid_t d = H5Dcreate2(o->file, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    CHECK(o, d);
+    H5_TRY(d, outputs_failed, o);
     H5Pclose(dcpl);
     H5Sclose(space);
     return d;
@@ -89,14 +90,14 @@ static void append_row(struct mf_outputs *o, hid_t d, hid_t type, const void *va
     H5Sget_simple_extent_dims(space, dims, NULL);
     H5Sclose(space);
     dims[0] = (hsize_t)o->rows + 1;
-    CHECK(o, H5Dset_extent(d, dims));
+    H5_TRY(H5Dset_extent(d, dims), outputs_failed, o);
     count[0] = 1;
     for (int i = 1; i < rank; i++)
         count[i] = dims[i];
     space = H5Dget_space(d);
     H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL);
     hid_t mem = H5Screate_simple(rank, count, NULL);
-    CHECK(o, H5Dwrite(d, type, mem, space, H5P_DEFAULT, value));
+    H5_TRY(H5Dwrite(d, type, mem, space, H5P_DEFAULT, value), outputs_failed, o);
     H5Sclose(mem);
     H5Sclose(space);
 }
@@ -146,7 +147,7 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
     free(text);
 
     hid_t g = H5Gcreate2(o->file, "probes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    CHECK(o, g);
+    H5_TRY(g, outputs_failed, o);
     H5Gclose(g);
     const struct mf_samples *t = &ds->test;
     hsize_t xd[2] = {o->probes, (hsize_t)t->d_in}, yd[2] = {o->probes, (hsize_t)t->y_dim};
@@ -162,7 +163,7 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
     o->series[SERIES_OUTPUT] = o->probes ? series(o, "output", H5T_NATIVE_DOUBLE, 3, tail) : -1;
     for (int64_t i = 0; i < history->count; i++)
         add_row(o, &history->rows[i], history->outputs + i * history->out_size);
-    CHECK(o, H5Fflush(o->file, H5F_SCOPE_GLOBAL));
+    H5_TRY(H5Fflush(o->file, H5F_SCOPE_GLOBAL), outputs_failed, o);
     if (rundir_publish(tmp, o->path) != 0)
         log_fatal("cannot move '%s' into place: %s", tmp, strerror(errno));
     return o;
@@ -171,7 +172,7 @@ struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg
 void outputs_append(struct mf_outputs *o, const struct mf_observables *row, const double *out)
 {
     add_row(o, row, out);
-    CHECK(o, H5Fflush(o->file, H5F_SCOPE_GLOBAL));
+    H5_TRY(H5Fflush(o->file, H5F_SCOPE_GLOBAL), outputs_failed, o);
 }
 
 void outputs_close(struct mf_outputs *o)
@@ -181,6 +182,6 @@ void outputs_close(struct mf_outputs *o)
     for (int i = 0; i < N_SERIES; i++)
         if (o->series[i] >= 0)
             H5Dclose(o->series[i]);
-    CHECK(o, H5Fclose(o->file));
+    H5_TRY(H5Fclose(o->file), outputs_failed, o);
     free(o);
 }

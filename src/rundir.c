@@ -17,6 +17,13 @@
 #include "log.h"
 #include "version.h"
 
+/* Every state file of a run directory that [output] dir accepts has a
+ * name MPI-IO takes: DIR/checkpoints/ckpt-STEP.h5.tmp, STEP of up to 19
+ * digits. */
+_Static_assert(CONFIG_LINE_MAX - sizeof "dir = " + 1 + sizeof "/checkpoints/ckpt-.h5.tmp" - 1 +
+                       19 <= MF_MPIIO_PATH_MAX,
+               "a run directory's checkpoint names may be too long for MPI-IO");
+
 void rundir_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, char *path,
                  size_t len)
 {

@@ -260,6 +260,7 @@ void train_evaluate(const struct mf_config *cfg, const struct mf_dataset *ds, st
 {
     struct train_workspace w;
     workspace_alloc(&w, cfg, ds);
+    model_reserve(m, w.ne);
     observe(cfg, ds, m, &w, o);
     workspace_free(&w);
 }
@@ -287,10 +288,9 @@ static void progress(const struct mf_observables *o, int64_t steps, double elaps
              o->seconds_per_step, eta);
 }
 
-/* Write a checkpoint or snapshot of the state after `step` updates and
- * drop checkpoints beyond checkpoint_keep (never the restart's own).
- * Returns the seconds taken. */
-static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
+/* Write a checkpoint or snapshot of the state after `step` updates.
+ * Returns the seconds the write took. */
+static double save_state(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
 {
     const struct mf_config *cfg = run->cfg;
     char path[MF_PATH_MAX + 64];
@@ -301,9 +301,19 @@ static double save(struct mf_run *run, enum checkpoint_kind kind, int64_t step)
         int64_t bytes = cfg->model.layers * cfg->model.width * (2 * cfg->model.dim + 1) * 8;
         log_info("checkpoint %s: %.3g GB in %.2f s (%.3g GB/s)", path, bytes / 1e9, seconds,
                  bytes / 1e9 / seconds);
-        rundir_prune(run->dir, cfg->output.checkpoint_keep, run->kept_step);
     }
     timer_stop(TIMER_OUTPUT);
+    return seconds;
+}
+
+/* Write a checkpoint of the state after `step` updates, then remove the
+ * oldest beyond checkpoint_keep (never the one the run started from).
+ * Returns the seconds the write took. */
+static double save_checkpoint(struct mf_run *run, int64_t step)
+{
+    const double seconds = save_state(run, CHECKPOINT_FULL, step);
+    if (comm_rank(run->model->comm) == 0)
+        rundir_prune(run->dir, run->cfg->output.checkpoint_keep, run->kept_step);
     return seconds;
 }
 
@@ -371,7 +381,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
     /* Rows at or after the restart step are recomputed below. */
     while (run->history.count > 0 && run->history.rows[run->history.count - 1].step >= run->start)
         run->history.count--;
+    timer_start(TIMER_TOTAL);
     workspace_alloc(&w, cfg, ds);
+    model_reserve(m, w.B > w.ne ? w.B : w.ne);
     if (run->history.count == 0)
         run->history.out_size = w.probes * m->d_out;
     if (run->history.out_size != w.probes * m->d_out)
@@ -382,9 +394,8 @@ int train_run(struct mf_run *run, struct mf_observables *final)
         outputs = outputs_open(run->dir, cfg, ds, &run->history);
     }
     if (run->dir && snap_every && run->start == 0)
-        save(run, CHECKPOINT_SNAPSHOT, 0);
+        save_state(run, CHECKPOINT_SNAPSHOT, 0);
 
-    timer_start(TIMER_TOTAL);
     double t_start = comm_wtime(), step_seconds = 0, slowest_step = 0, save_seconds = 0;
     int64_t steps_since_row = 0;
     struct mf_observables o = {0};
@@ -401,30 +412,39 @@ int train_run(struct mf_run *run, struct mf_observables *final)
         double t0 = comm_wtime(), busy0 = balance_clock();
         double batch_loss = batch_forward(cfg, ds, m, &w, k);
         balance.busy += balance_clock() - busy0;
-        int finite = isfinite(batch_loss) && (!log_now || isfinite(o.loss));
-        if (!comm_all_ok(finite, m->comm)) {
+        /* One agreement per step: whether the loss is finite (the state is
+         * the same on every rank, the check costs nothing more), and
+         * whether to stop. */
+        enum { NOT_FINITE = 1, SIGNALLED = 2, OUT_OF_TIME = 4 };
+        const int may_save = run->dir && k > run->start && !last;
+        int flags = isfinite(batch_loss) && (!log_now || isfinite(o.loss)) ? 0 : NOT_FINITE;
+        if (may_save) {
+            double elapsed = comm_wtime() - run->started;
+            if (cfg->output.max_time > 0 &&
+                elapsed + 2 * slowest_step + save_seconds >= cfg->output.max_time)
+                flags |= OUT_OF_TIME;
+            if (stop_requested())
+                flags |= SIGNALLED;
+        }
+        flags = comm_or(flags, m->comm);
+        if (flags & NOT_FINITE) {
             status = diverged(root, k);
             break;
         }
 
         /* State k has a finite loss: the one place where it may be saved,
          * before the backward pass updates it. */
-        if (run->dir && k > run->start && !last) {
-            double elapsed = comm_wtime() - run->started;
-            int out_of_time = cfg->output.max_time > 0 &&
-                              elapsed + 2 * slowest_step + save_seconds >= cfg->output.max_time;
-            enum { SIGNALLED = 1, OUT_OF_TIME = 2 };
-            int stop = comm_or((stop_requested() ? SIGNALLED : 0) | (out_of_time ? OUT_OF_TIME : 0),
-                               m->comm);
+        if (may_save) {
+            const int stop = flags & (SIGNALLED | OUT_OF_TIME);
             if (snap_every && k % snap_every == 0)
-                save(run, CHECKPOINT_SNAPSHOT, k);
+                save_state(run, CHECKPOINT_SNAPSHOT, k);
             if (stop || (ckpt_every && k % ckpt_every == 0))
-                save_seconds = save(run, CHECKPOINT_FULL, k);
+                save_seconds = save_checkpoint(run, k);
             if (stop) {
                 if (root)
                     fprintf(stderr, "mfres: stopped at step %lld (%s); checkpoint written, "
                                     "continue with --restart auto\n",
-                            (long long)k, stop & SIGNALLED ? "signal" : "max_time reached");
+                            (long long)k, flags & SIGNALLED ? "signal" : "max_time reached");
                 status = MF_EXIT_STOPPED;
                 break;
             }
@@ -454,7 +474,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             steps_since_row = 0;
             timer_stop(TIMER_OUTPUT);
         }
-        if (!comm_all_ok(isfinite(vv), m->comm)) {
+        if (!isfinite(vv)) { /* an exact sum over all ranks: the same on each */
             status = diverged(root, k);
             break;
         }
@@ -468,15 +488,15 @@ int train_run(struct mf_run *run, struct mf_observables *final)
         balance_summary(m, &balance);
     if (m->share)
         share_summary(m);
-    timer_stop(TIMER_TOTAL);
     if (status == 0 && run->dir) {
         if (snap_every)
-            save(run, CHECKPOINT_SNAPSHOT, steps);
-        save(run, CHECKPOINT_FULL, steps);
+            save_state(run, CHECKPOINT_SNAPSHOT, steps);
+        save_checkpoint(run, steps);
     }
     if (metrics)
         fclose(metrics);
     outputs_close(outputs);
+    timer_stop(TIMER_TOTAL);
     if (final)
         *final = o;
     workspace_free(&w);

@@ -6,6 +6,7 @@ windows and work sharing per node, parallel HDF5 from several nodes, a
 restart on another layout) runs as on a cluster of 2 nodes x 2 ranks."""
 import os
 import shutil
+import signal
 import subprocess
 
 import h5py
@@ -44,13 +45,30 @@ def shared(tmp_path):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def on_nodes(hosts, shared, *args, timeout=180, wrap=()):
+def launch_on_nodes(hosts, shared, *args, timeout=180, wrap=(), io=None):
     """mpirun over fake nodes, e.g. hosts = "node1:2,node2:2"; wrap: a
-    command that runs mpirun (e.g. strace)."""
+    command that runs mpirun (e.g. strace); io: Open MPI's MPI-IO component
+    (ompio, its default, or romio321). Returns the CompletedProcess; a run
+    past the timeout is killed with its daemons and fails the test with
+    what it printed."""
     env = dict(ENV, MFRES_FAKE_NODES=os.path.join(shared, "node-tmp"))
-    cmd = [*wrap, "mpirun", "--host", hosts, *LAUNCH, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, f"{cmd}\n{proc.stdout}\n{proc.stderr}"
+    cmd = [*wrap, "mpirun", "--host", hosts, *LAUNCH, *(("--mca", "io", io) if io else ()),
+           *map(str, args)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{cmd} did not end within {timeout} s\n{out}\n{err}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def on_nodes(hosts, shared, *args, **kwargs):
+    """launch_on_nodes that must succeed; returns its output."""
+    proc = launch_on_nodes(hosts, shared, *args, **kwargs)
+    assert proc.returncode == 0, f"{proc.args}\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
 
@@ -120,3 +138,131 @@ def test_data_file_is_read_by_one_rank_of_two_nodes(shared):
     mfres("train", cfg, "--out", os.path.join(shared, "one"), check=True)
     assert (read_metrics(os.path.join(shared, "four"))["loss"] ==
             read_metrics(os.path.join(shared, "one"))["loss"]).all()
+
+
+# ---- Faults that only clusters have: paths some nodes cannot see, inputs
+# that differ between nodes, long paths, restart sequences. Each ends in
+# its documented exit within a timeout, with Open MPI's two MPI-IO
+# components (OMPIO, the default, and ROMIO), never in a hang.
+
+IO = ["ompio", "romio321"]
+FOUR = "node1:2,node2:2"
+
+
+def node_tmp(shared, host, *parts):
+    """A path in the /tmp of one fake node, as this machine sees it."""
+    path = os.path.join(shared, "node-tmp", host, *parts)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return path
+
+
+@pytest.mark.parametrize("io", IO)
+def test_run_directory_one_node_cannot_see_stops_before_training(shared, io):
+    """--out on node-local /tmp: rank 0 creates the run directory on node1;
+    node2 sees none, or a folder of its own of that name. Exit 1 within
+    seconds, naming the directory, rank 2 and node2, before training."""
+    cfg = os.path.join(shared, "small.ini")
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--out", "/tmp/run", io=io,
+                           timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert ("mfres: error: directory '/tmp/run': cannot see it: No such file or directory "
+            "(rank 2 on node2)") in proc.stderr, proc.stderr
+    assert "step" not in proc.stdout and not os.path.exists(node_tmp(shared, "node1", "run",
+                                                                          "metrics.tsv"))
+    os.makedirs(node_tmp(shared, "node2", "run"))
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--out", "/tmp/run", io=io,
+                           timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert ("directory '/tmp/run': not the directory rank 0 sees (its probe file cannot be "
+            "opened here: No such file or directory) (rank 2 on node2)") in proc.stderr
+    assert os.listdir(node_tmp(shared, "node1", "run")) == ["config.ini"]
+
+
+@pytest.mark.parametrize("io", IO)
+def test_restart_file_one_node_cannot_see_is_refused(shared, one_rank, io):
+    """--restart /tmp/ck.h5 with the file on node1 only, then with another
+    checkpoint of that name on node2: exit 2 naming the file, the rank and
+    its host; the run directory is not created."""
+    cfg, run = os.path.join(shared, "small.ini"), os.path.join(shared, "run")
+    shutil.copy(ckpt(one_rank, 20), node_tmp(shared, "node1", "ck.h5"))
+    args = (MFRES, "train", cfg, "--restart", "/tmp/ck.h5", "--out", run)
+    proc = launch_on_nodes(FOUR, shared, *args, io=io, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert ("mfres: error: checkpoint '/tmp/ck.h5': cannot open: No such file or directory "
+            "(rank 2 on node2)") in proc.stderr, proc.stderr
+    shutil.copy(ckpt(one_rank, 40), node_tmp(shared, "node2", "ck.h5"))
+    proc = launch_on_nodes(FOUR, shared, *args, io=io, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert "checkpoint '/tmp/ck.h5': another file than rank 0's (" in proc.stderr, proc.stderr
+    assert "(rank 2 on node2)" in proc.stderr and not os.path.exists(run)
+
+
+def test_configuration_that_differs_between_nodes_is_rank_0s(shared, one_rank):
+    """The configuration file is read by rank 0 and its text broadcast: a
+    file of the same name that says another width on node2 changes nothing
+    (the run equals one rank's run of node1's file)."""
+    write_config(node_tmp(shared, "node1", "c.ini"), SMALL_CONFIG)
+    write_config(node_tmp(shared, "node2", "c.ini"), SMALL_CONFIG.replace("width = 300",
+                                                                          "width = 301"))
+    run = os.path.join(shared, "run")
+    on_nodes(FOUR, shared, MFRES, "train", "/tmp/c.ini", "--set", "output.checkpoint_every=20",
+             "--out", run)
+    assert_same_datasets(ckpt(one_rank, 40), ckpt(run, 40))
+    assert_same_metrics(one_rank, run)
+
+
+def padded(base, length):
+    """A path of exactly `length` characters below base."""
+    path = base
+    while len(path) < length - 40:
+        path = os.path.join(path, "d" * 30)
+    return os.path.join(path, "r" * (length - len(path) - 1))
+
+
+@pytest.mark.parametrize("io", IO)
+def test_paths_at_their_limits_work_and_beyond_are_refused(shared, one_rank, io):
+    """A run directory of 191 characters (the most [output] dir takes)
+    trains, checkpoints and continues with --restart auto on both nodes; a
+    checkpoint of 244 characters (the most a file given MPI-IO may have)
+    restarts. One character more is refused with exit 2 before anything
+    runs, naming the key or option and its limit."""
+    cfg = os.path.join(shared, "small.ini")
+    run = padded(shared, 191)
+    on_nodes(FOUR, shared, MFRES, "train", cfg, "--set", "train.steps=20", "--out", run, io=io)
+    out = on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", "auto", "--out", run, io=io)
+    assert "restarting from" in out
+    assert_same_datasets(ckpt(one_rank, 40), ckpt(run, 40))
+    start = padded(shared, 244)
+    os.makedirs(os.path.dirname(start), exist_ok=True)
+    shutil.copy(ckpt(one_rank, 20), start)
+    on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", start, "--out",
+             os.path.join(shared, "from-long"), io=io)
+    assert_same_datasets(ckpt(one_rank, 40), ckpt(os.path.join(shared, "from-long"), 40))
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--out", run + "x", io=io)
+    assert proc.returncode == 2
+    assert "[output] dir: a path of 192 characters; this key takes at most 191" in proc.stderr
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", start + "x", io=io)
+    assert proc.returncode == 2
+    assert "--restart: a path of 245 characters; a file opened with MPI-IO may have at most " \
+           "244" in proc.stderr, proc.stderr
+
+
+def test_restart_sequences_on_two_nodes_end_as_one_run(shared, one_rank):
+    """On 2 nodes: a run to step 40 (checkpoints every 10, 3 kept), a
+    restart from step 20 to step 26 (every 5), then --restart auto to step
+    40: the older start supersedes 30 and 40, pruning never removes the
+    start or this run's own checkpoints, and step 40 ends with the bits of
+    one rank's uninterrupted run."""
+    cfg, run = os.path.join(shared, "small.ini"), os.path.join(shared, "run")
+    keep = ("--set", "output.checkpoint_keep=2")
+    on_nodes(FOUR, shared, MFRES, "train", cfg, "--set", "output.checkpoint_every=10", "--set",
+             "output.checkpoint_keep=3", "--out", run)
+    on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", ckpt(run, 20), "--set",
+             "train.steps=26", "--set", "output.checkpoint_every=5", *keep, "--out", run)
+    steps = sorted(int(f[5:13]) for f in os.listdir(os.path.join(run, "checkpoints"))
+                   if f.startswith("ckpt-"))
+    assert steps == [20, 25, 26]
+    out = on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", "auto", *keep, "--out", run)
+    assert f"restarting from {ckpt(run, 26)}" in out
+    assert_same_datasets(ckpt(one_rank, 40), ckpt(run, 40))
+    assert_same_metrics(one_rank, run)

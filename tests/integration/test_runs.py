@@ -89,3 +89,20 @@ def test_run_directory(tmp_path, small_config):
     m2 = read_metrics(again)
     for col in COMPARED:
         np.testing.assert_array_equal(m2[col], m[col])
+
+
+def test_timers_add_up(tmp_path, small_config):
+    """The timer table's total holds every save, the final one included: the
+    disjoint parts (forward, backward, evaluation, output, balancing) add
+    up to at most the total, on each of 2 ranks' means."""
+    proc = mfres("train", small_config, "--set", "output.checkpoint_every=10", "--set",
+                 "output.snapshot_every=10", "--out", tmp_path / "run", ranks=2, check=True)
+    share = {}
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 6 and fields[5].endswith("%"):
+            share[fields[0]] = float(fields[5][:-1])
+    assert share["total"] == 100.0 and share["output"] > 0, proc.stdout
+    parts = sum(share.get(name, 0) for name in ("forward", "backward", "observables", "output",
+                                                "balance"))
+    assert parts <= 100.5, proc.stdout

@@ -164,7 +164,11 @@ class Cluster:
             if states and all(s in FINISHED for s in states):
                 return states
             time.sleep(0.5)
-        raise AssertionError(f"job {job} still {self.states(job)} after {timeout} s")
+        states, log = self.states(job), self.info(job).get("StdOut", "")
+        self.run(["scancel", job])
+        text = open(log).read()[-6000:] if log and os.path.isfile(log) else "(none)"
+        raise AssertionError(f"job {job} still {states} after {timeout} s, now cancelled; "
+                             f"its output ({log}):\n{text}")
 
     def stop(self):
         self.run(["scancel", "--full", "--user", "root"])

@@ -203,6 +203,49 @@ static void test_write_reads_back(void **state)
     assert_memory_equal(&a, &b, sizeof a);
 }
 
+/* Every path key takes exactly the longest value that config_write's line
+ * `key = value` can carry through libinih (CONFIG_LINE_MAX characters),
+ * and such a configuration reads back whole; one character more is
+ * refused with the key and its limit. A longer line in a file is an error
+ * naming its line, never a line cut in two. */
+static void test_paths_up_to_the_line_limit(void **state)
+{
+    (void)state;
+    const char *keys[] = {"output.dir", "data.file", "output.mpio_hints"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        struct mf_config a, b;
+        char err[MF_ERR_MAX], assignment[512], text[8192], want[128];
+        const char *name = strchr(keys[i], '.') + 1;
+        const size_t most = CONFIG_LINE_MAX - strlen(name) - strlen(" = ");
+        config_defaults(&a);
+        int n = snprintf(assignment, sizeof assignment, "%s=", keys[i]);
+        for (size_t k = 0; k < most; k++)
+            assignment[n++] = k % 10 == 9 ? '/' : (!strcmp(name, "mpio_hints") && k == 3 ? '='
+                                                                                       : 'a');
+        assignment[n] = 0;
+        assert_int_equal(config_set(&a, assignment, err, sizeof err), 0);
+        FILE *f = fmemopen(text, sizeof text, "w");
+        config_write(&a, f);
+        fclose(f);
+        assert_int_equal(read_text(&b, text, err), 0);
+        assert_memory_equal(&a, &b, sizeof a);
+        strcat(assignment, "b");
+        assert_int_equal(config_set(&a, assignment, err, sizeof err), -1);
+        snprintf(want, sizeof want, "a path of %zu characters; this key takes at most %zu",
+                 most + 1, most);
+        assert_contains(err, want);
+        assert_contains(err, name);
+    }
+    char text[600], err[MF_ERR_MAX];
+    struct mf_config cfg;
+    snprintf(text, sizeof text, "[model]\nlayers = 3\n; %0250d\nwidth = 9\n", 0);
+    assert_int_equal(read_text(&cfg, text, err), -1);
+    assert_contains(err, ":3: a line longer than 197 characters (libinih's limit)");
+    snprintf(text, sizeof text, "[model]\n; %0195d\nwidth = 9\n", 0); /* 197 + newline */
+    assert_int_equal(read_text(&cfg, text, err), 0);
+    assert_int_equal(cfg.model.width, 9);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_defaults),
     cmocka_unit_test(test_parse_all_types),
@@ -210,5 +253,6 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_set_overrides),
     cmocka_unit_test(test_resolve_checks_combinations),
     cmocka_unit_test(test_write_reads_back),
+    cmocka_unit_test(test_paths_up_to_the_line_limit),
 };
 MPI_CMOCKA_MAIN(tests)
