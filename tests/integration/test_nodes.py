@@ -266,3 +266,32 @@ def test_restart_sequences_on_two_nodes_end_as_one_run(shared, one_rank):
     assert f"restarting from {ckpt(run, 26)}" in out
     assert_same_datasets(ckpt(one_rank, 40), ckpt(run, 40))
     assert_same_metrics(one_rank, run)
+
+
+def test_run_directory_that_cannot_be_listed_or_seen_by_all_is_an_error(shared, one_rank):
+    """--restart auto on 2 nodes: a run directory whose checkpoints/ cannot
+    be listed (a file in its place) is exit 2, never "no checkpoints" (which
+    would start again from step 0 over metrics.tsv); one whose checkpoints
+    rank 0 lists on node1's /tmp but node2 cannot see is exit 2 naming
+    node2. Neither run directory changes."""
+    cfg = os.path.join(shared, "small.ini")
+    run = os.path.join(shared, "run")
+    os.makedirs(run)
+    write_config(os.path.join(run, "checkpoints"), "not a folder\n")
+    write_config(os.path.join(run, "metrics.tsv"), "precious\n")
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", "auto", "--out", run,
+                           timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert (f"cannot list '{run}/checkpoints' (rank 0 on node1): Not a directory"
+            in proc.stderr), proc.stderr
+    assert open(os.path.join(run, "metrics.tsv")).read() == "precious\n"
+    local = node_tmp(shared, "node1", "run")
+    shutil.copytree(one_rank, local)
+    before = sorted(os.listdir(os.path.join(local, "checkpoints")))
+    proc = launch_on_nodes(FOUR, shared, MFRES, "train", cfg, "--restart", "auto", "--set",
+                           "train.steps=60", "--out", "/tmp/run", timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert ("skipping checkpoint '/tmp/run/checkpoints/ckpt-00000040.h5': cannot open: No such "
+            "file or directory (rank 2 on node2)") in proc.stderr, proc.stderr
+    assert "none of the 2 checkpoints in '/tmp/run/checkpoints' is usable" in proc.stderr
+    assert sorted(os.listdir(os.path.join(local, "checkpoints"))) == before
