@@ -141,8 +141,13 @@ $(BUILD)/obj/%.o: src/%.c | $(BUILD)/obj $(BUILD)/deps.ok
 	@echo "  CC      $<"
 	$(Q)$(MPICC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
-# Provenance: version.c is rebuilt every time with the current description.
-$(BUILD)/obj/version.o: src/version.c FORCE | $(BUILD)/obj $(BUILD)/deps.ok
+# Provenance: version.c is rebuilt when the description (git describe, the
+# compiler, the flags) changes; the stamp holds the last one, so a `make`
+# with nothing new (e.g. `sudo make install` after `make`) links nothing.
+PROVENANCE := $(VERSION)|$(COMPILER)|$(strip $(OPT) $(SANFLAGS) $(CFLAGS))
+$(BUILD)/provenance: FORCE | $(BUILD)/obj
+	$(Q)printf '%s\n' '$(PROVENANCE)' | cmp -s - $@ || printf '%s\n' '$(PROVENANCE)' > $@
+$(BUILD)/obj/version.o: src/version.c $(BUILD)/provenance | $(BUILD)/obj $(BUILD)/deps.ok
 	$(Q)$(MPICC) $(ALL_CFLAGS) -DMFRES_VERSION='"$(VERSION)"' -DMFRES_COMPILER='"$(COMPILER)"' \
 	    -DMFRES_CFLAGS='"$(strip $(OPT) $(SANFLAGS) $(CFLAGS))"' -c $< -o $@
 

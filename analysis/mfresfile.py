@@ -4,10 +4,16 @@ Every analysis script goes through this module, so HDF5 paths and the
 layout check live in one place. A file is accepted only if it is a complete
 mfres file in the H5MD 1.1 layout that mfres writes.
 
-    run = load_run("runs/width/M00000064")
-    run.metrics["loss"], run.config["model"]["width"], run.measures()[-1].u
+    run = load_run("runs/width/L0004-M00000064/s000")   # a run of a study
+    run.metrics["loss"], run.value("model.width"), run.measures()[-1].u
     run.outputs()["output"]        # [T][probes][d_out], from outputs.h5
+    runs = load_runs(["runs/width"])                   # every run below a folder
+
+As a command, `mfresfile.py PATH...` prints one line per run directory
+(steps done, final loss) or per checkpoint or snapshot (kind, step, L, M,
+D), checking each file's layout and checksums.
 """
+import argparse
 import configparser
 import glob
 import os
@@ -205,3 +211,21 @@ def load_runs(paths):
     if not runs:
         raise ValueError(f"no run directories in {paths}")
     return runs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", help="run directories, checkpoints or snapshots")
+    for path in parser.parse_args().paths:
+        if os.path.isdir(path):
+            for run in load_runs([path]):
+                print(f"{run.path}: run, {run.steps_done()} of {run.value('train.steps')} steps, "
+                      f"loss {run.metrics['loss'][-1]:.6g}")
+        else:
+            m = Measure(path)
+            print(f"{path}: {m.kind} at step {m.step} (time {m.time:g}), L = {m.layers}, "
+                  f"M = {m.width}, D = {m.dim}, stride {m.stride}")
+
+
+if __name__ == "__main__":
+    main()

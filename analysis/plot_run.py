@@ -14,6 +14,7 @@ Writes PNG files:
 """
 import argparse
 import os
+import sys
 
 import matplotlib
 
@@ -126,6 +127,10 @@ def plot_run(run_dir, out=None):
     out = out or os.path.join(run_dir, "figures")
     os.makedirs(out, exist_ok=True)
     measures = run.measures()
+    if len(measures) < 2:
+        print(f"plot_run.py: {run_dir} holds one state only: measure.png and trajectories.png "
+              "show a single time (write snapshots with output.snapshot_every, or keep "
+              "several checkpoints, to see the measure evolve)", file=sys.stderr)
     paths = {name: os.path.join(out, name + ".png")
              for name in ("loss", "measure", "trajectories", "final_scatter")}
     plot_loss(run, paths["loss"])

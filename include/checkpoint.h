@@ -21,7 +21,8 @@
  *   /particles/blocks/u|w   step [1], time [1], value [1][N][D]
  *   /particles/blocks/b     step [1], time [1], value [1][N]
  *   /observables/NAME       step [T], time [T], value [T]
- *   /checkpoint             kind, step, time, stride, ranks, version, rng, complete
+ *   /checkpoint             kind, step, time, stride, ranks, version, manifest, rng,
+ *                           complete
  *   every dataset           attribute checksum (h5_checksum of its elements)
  */
 #ifndef MFRES_CHECKPOINT_H
@@ -32,6 +33,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "manifest.h"
 #include "rundir.h"
 
 struct mf_dataset;
@@ -46,6 +48,7 @@ struct checkpoint_header {
     int64_t stride;         /* every stride-th particle of each layer */
     int ranks;              /* ranks that wrote it */
     char version[128];      /* mfres version that wrote it */
+    char manifest[MANIFEST_MAX]; /* where and how it was written (manifest.h); "" if none */
     struct mf_config cfg;   /* resolved configuration stored in the file */
 };
 

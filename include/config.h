@@ -81,7 +81,9 @@ struct mf_config {
     struct {
         char dir[MF_PATH_MAX]; /* run directory */
         int64_t log_every;        /* metrics row and progress line every k steps */
+        double progress_seconds;  /* most seconds between progress lines; 0 = off */
         int64_t checkpoint_every; /* 0 = only at the end */
+        double checkpoint_minutes; /* wall-clock minutes between checkpoints; 0 = off */
         int64_t checkpoint_keep;  /* newest checkpoints kept, >= 1 */
         int64_t snapshot_every;   /* 0 = no snapshots */
         int64_t snapshot_stride;  /* every k-th particle of each layer */

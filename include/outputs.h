@@ -22,6 +22,7 @@
 #define MFRES_OUTPUTS_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 struct mf_config;
 struct mf_dataset;
@@ -34,6 +35,11 @@ struct mf_outputs;
  * older file atomically) and keep it open for appending. Rank 0 only. */
 struct mf_outputs *outputs_open(const char *run_dir, const struct mf_config *cfg,
                                 const struct mf_dataset *ds, const struct mf_history *history);
+
+/* Print a summary of an outputs.h5 file (rows, steps, probes, losses) to
+ * out (for `mfres info`). Returns 0, or -1 when path is not such a file.
+ * Not collective. */
+int outputs_describe(const char *path, FILE *out);
 
 /* Append one row; out holds probes x d_out values. Flushes the file. */
 void outputs_append(struct mf_outputs *o, const struct mf_observables *row, const double *out);

@@ -2,6 +2,7 @@
  * rundir: the layout of a run directory and the file-system steps on it.
  *
  *   DIR/config.ini                 the resolved configuration (rundir_create)
+ *   DIR/manifest.txt               where and how each start ran (manifest.h)
  *   DIR/metrics.tsv, outputs.h5    written by train and outputs
  *   DIR/checkpoints/ckpt-%08d.h5   complete states, by step
  *   DIR/snapshots/snap-%08d.h5     the measure only
@@ -30,6 +31,10 @@ void rundir_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, c
 /* mkdir -p run_dir and write its config.ini. Returns 0, or -1 with
  * "cannot create run directory 'DIR': reason" in err. */
 int rundir_create(const struct mf_config *cfg, char *err, size_t errlen);
+
+/* Append a manifest (manifest.h) to run_dir/manifest.txt, after a line
+ * "# start"; warns when it cannot. */
+void rundir_append_manifest(const char *run_dir, const char *text);
 
 /* mkdir of one directory that may exist. Returns 0 or -1 with errno. */
 int rundir_mkdir(const char *dir);

@@ -13,6 +13,15 @@
 #                       "mpiexec" (jobs/README.md)
 #   MFRES_MAX_RESTARTS  requeues allowed after a clean stop (default 20)
 
+# --help or -h among the arguments: the calling script's opening comment, exit 0.
+for mfres_arg in "$@"; do
+    case $mfres_arg in
+    --help | -h)
+        awk 'NR > 1 && /^#( |$)/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${script:-$0}"
+        exit 0 ;;
+    esac
+done
+
 # mfres's exit statuses (enum mf_exit in include/log.h; a test keeps them equal)
 MFRES_EXIT_USAGE=2 MFRES_EXIT_STOPPED=3
 
@@ -121,7 +130,7 @@ mfres_train() {
 #   MFRES_STUDY_COUPLED    1: the coupled protocol (init.seed = s at every grid
 #                          point, so runs of one seed share their first
 #                          particles); default 0: uncoupled, every run its own
-#                          init.seed = s + 1000 (L + 100000 M)
+#                          seed (mfres_study_seed), distinct over the study
 #   MFRES_STUDY_SCHEMES    training schemes run on every grid point, e.g.
 #                          "fixed shuffle shallow" (default: none, the
 #                          configuration as given): fixed = train.order=fixed,
@@ -132,7 +141,8 @@ mfres_train() {
 
 # A positive integer, optionally ":S" with S >= 1 seeds; dies otherwise.
 mfres_study_entry() {
-    [[ $2 =~ ^[1-9][0-9]*(:[1-9][0-9]*)?$ ]] && return
+    [[ $2 =~ ^[1-9][0-9]{0,11}(:[1-9][0-9]{0,9})?$ ]] && { [[ $2 != *:* ]] || ((${2#*:} < 1 << 31)); } &&
+        return
     echo "mfres study: $1 entry '$2' is not N or N:SEEDS (positive integers)" >&2
     exit $MFRES_EXIT_USAGE
 }
@@ -142,7 +152,8 @@ mfres_study_entry() {
 # first.
 mfres_study_grid() {
     local L M S e d w seeds=${MFRES_STUDY_SEEDS:-8}
-    [[ $seeds =~ ^[1-9][0-9]*$ ]] || { echo "mfres study: MFRES_STUDY_SEEDS='$seeds' is not a positive integer" >&2; exit $MFRES_EXIT_USAGE; }
+    [[ $seeds =~ ^[1-9][0-9]{0,9}$ ]] && ((seeds < 1 << 31)) ||
+        { echo "mfres study: MFRES_STUDY_SEEDS='$seeds' is not a positive integer below 2^31" >&2; exit $MFRES_EXIT_USAGE; }
     local depths=${MFRES_STUDY_DEPTHS:-$1} widths=${MFRES_STUDY_WIDTHS:-$2}
     for d in $depths; do
         mfres_study_entry MFRES_STUDY_DEPTHS "$d"
@@ -184,16 +195,50 @@ mfres_study_runs() {
         esac
     done
     grid=$(mfres_study_grid "$1" "$2") || exit $?
+    # The second seed form needs distinct hashes over the grid points.
+    local points
+    points=$(while read -r L M; do echo "$(mfres_study_point "$L" "$M") $L $M"; done \
+                 < <(cut -d' ' -f1,2 <<< "$grid" | sort -u))
+    if [ "$(cut -d' ' -f1 <<< "$points" | sort | uniq -d)" ]; then
+        echo "mfres study: two grid points share a seed block (a hash collision of" \
+             "mfres_study_point): change one width or depth by one" >&2
+        exit $MFRES_EXIT_USAGE
+    fi
     while read -r L M s; do
         for sc in $schemes; do echo "$sc $L $M $s"; done
     done <<< "$grid"
 }
 
+# mfres_study_point L M: a 31-bit hash of a grid point (splitmix64's mixer).
+mfres_study_point() {
+    local x=$(($1 * 0x9E3779B97F4A7C15 + $2))
+    x=$(((x ^ ((x >> 30) & 0x3FFFFFFFF)) * 0xBF58476D1CE4E5B9))
+    x=$(((x ^ ((x >> 27) & 0x1FFFFFFFFF)) * 0x94D049BB133111EB))
+    echo $(((x ^ ((x >> 31) & 0x1FFFFFFFF)) & 0x7FFFFFFF))
+}
+
+# mfres_study_seed L M s: init.seed and train.seed of run s at grid point
+# (L, M). Coupled: s. Uncoupled: s + 1000 (L + 100000 M) while s < 1000,
+# L < 100000 and M < 4 10^10 (distinct, as s + 1000 L < 10^8); beyond, 2^62
+# + 2^31 h(L, M) + s with h = mfres_study_point, s < 2^31: above every seed
+# of the first form, and distinct when h is (mfres_study_runs checks that it
+# is over the study's grid).
+# A fourth argument, h(L, M) computed before, saves computing it again.
+mfres_study_seed() {
+    if [ "${MFRES_STUDY_COUPLED:-0}" = 1 ]; then
+        echo "$3"
+    elif (($3 < 1000 && $1 < 100000 && $2 < 40000000000)); then
+        echo $(($3 + 1000 * ($1 + 100000 * $2)))
+    else
+        echo $(((1 << 62) + (1 << 31) * ${4:-$(mfres_study_point "$1" "$2")} + $3))
+    fi
+}
+
 # mfres_study_args OUT SCHEME L M s: the `mfres train` options of one run of
 # a study; it trains into OUT[/SCHEME]/L%04d-M%08d/s%03d.
 mfres_study_args() {
-    local out=$1 seed=$5
-    [ "${MFRES_STUDY_COUPLED:-0}" = 1 ] || seed=$(($5 + 1000 * ($3 + 100000 * $4)))
+    local out=$1 seed
+    seed=$(mfres_study_seed "$3" "$4" "$5")
     case $2 in
         fixed|shuffle) printf -- '--set\ntrain.order=%s\n' "$2" ;;
         shallow) printf -- '--set\nmodel.architecture=shallow\n--set\ntrain.order=fixed\n' ;;

@@ -4,6 +4,7 @@
 #
 #   jobs/study.sh CONFIG.ini [mfres train options...]            here, with mpirun
 #   jobs/study.sh --submit CONFIG.ini [mfres train options...]   as Slurm jobs
+#   jobs/study.sh --list CONFIG.ini [mfres train options...]     the runs, nothing run
 #   e.g. MFRES_STUDY_WIDTHS="64 256 1024 4096" MFRES_STUDY_SEEDS=8 \
 #            jobs/study.sh jobs/configs/width-study.ini --out runs/width
 #
@@ -26,6 +27,10 @@
 # the table, run by $PYTHON (default python3 on PATH; e.g.
 # PYTHON=$HOME/venv/bin/python), here and in the Slurm analysis job.
 #
+# --list: one line per run, "DIR L M INIT_SEED TRAIN_SEED", then "# total
+# core-hours ..." from `mfres config --ranks MFRES_STUDY_RANKS` (a few
+# steps probed on this CPU) per grid point.
+#
 # --submit: one Slurm array job over the grid (jobs/study.sbatch, at most
 # MFRES_STUDY_THROTTLE = 8 tasks at a time; tasks restart and requeue like
 # train.sbatch) and an analysis job that starts when every task has
@@ -37,11 +42,11 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
-submit=0
-if [ "${1:-}" = --submit ]; then
-    submit=1
-    shift
-fi
+submit=0 list=0
+case ${1:-} in
+--submit) submit=1 && shift ;;
+--list) list=1 && shift ;;
+esac
 [ $# -ge 1 ] || { sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
 out=$(mfres_config_value dir "$@") && [ -n "$out" ] || exit 2
@@ -59,10 +64,34 @@ analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/an
 [ -n "${MFRES_STUDY_SCHEMES:-}" ] &&
     analysis=("$PYTHON" "$here/../analysis/schemes.py" "$out" --out "$out/analysis")
 
+ranks=${MFRES_STUDY_RANKS:-2}
+if [ "$list" = 1 ]; then
+    # One line per run, and the core-hours from `mfres config --ranks` (a
+    # probe of this CPU) once per grid point.
+    declare -A point count hours
+    while read -r scheme L M s; do
+        key="$L $M"
+        if [ -z "${point[$key]:-}" ]; then
+            point[$key]=$(mfres_study_point "$L" "$M")
+            hours[$key]=$("$MFRES" config "$@" --set model.layers="$L" --set model.width="$M" \
+                              --ranks "$ranks" | sed -n 's/.*, \([^ ]*\) core-hours.*/\1/p')
+            count[$key]=0
+        fi
+        count[$key]=$((count[$key] + 1))
+        seed=$(mfres_study_seed "$L" "$M" "$s" "${point[$key]}")
+        base=$out
+        [ "$scheme" = - ] || base=$out/$scheme
+        printf '%s/L%04d-M%08d/s%03d %s %s %s %s\n' "$base" "$L" "$M" "$s" "$L" "$M" "$seed" "$seed"
+    done <<< "$grid"
+    for key in "${!count[@]}"; do echo "${count[$key]} ${hours[$key]}"; done |
+        awk -v runs="$runs" -v ranks="$ranks" '{ total += $1 * $2 }
+            END { printf "# total core-hours %.4g for %d runs of %d ranks (probed on this CPU)\n", total, runs, ranks }'
+    exit 0
+fi
+
 mkdir -p "$out" || exit 1
 echo "mfres study: $runs runs into $out (protocol:" \
      "$([ "${MFRES_STUDY_COUPLED:-0}" = 1 ] && echo coupled || echo uncoupled))"
-ranks=${MFRES_STUDY_RANKS:-2}
 if [ "$submit" = 1 ]; then
     size=(--ntasks="$ranks")
     [[ " ${MFRES_STUDY_SBATCH:-} " =~ \ (-n|--ntasks|-N|--nodes|--ntasks-per-node)[=\ ] ]] && size=()

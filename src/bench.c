@@ -403,6 +403,12 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
     struct bench_options o;
     char err[MF_ERR_MAX] = "";
     const int rank = comm_rank(comm), ranks = comm_size(comm);
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            if (rank == 0)
+                bench_usage(stdout);
+            return MF_EXIT_OK;
+        }
     const int parsed = parse(argc, argv, &o, err, sizeof err) == 0;
     struct outputs out = {NULL, NULL};
     int ok = parsed;

@@ -256,6 +256,8 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         goto out;
     }
     hdr->kind = strcmp(kind, "snapshot") ? CHECKPOINT_FULL : CHECKPOINT_SNAPSHOT;
+    if (read_attr_text(file, "checkpoint", "manifest", hdr->manifest, sizeof hdr->manifest))
+        hdr->manifest[0] = 0; /* written before manifests were kept */
     if (!(text = read_config_text(file))) {
         log_file_error(err, errlen, "checkpoint", path, "no configuration (/parameters/config)");
         goto out;

@@ -38,6 +38,7 @@
 #include "h5.h"
 #include "history.h"
 #include "log.h"
+#include "manifest.h"
 #include "model.h"
 #include "rundir.h"
 #include "shared_fs.h"
@@ -471,6 +472,7 @@ double checkpoint_write(const char *path, enum checkpoint_kind kind, const struc
     attr_int(&w, g, "stride", stride);
     attr_int(&w, g, "ranks", comm_size(comm));
     attr_text(&w, g, "version", mfres_version);
+    attr_text(&w, g, "manifest", manifest_text());
     attr_text(&w, g, "rng", "Philox4x64-10 keyed by (seed, purpose); every counter derives from "
                             "the step and particle ids, so the step is the whole state");
     attr_text(&w, g, "optimizer", "plain gradient steps: no state beyond the particles");

@@ -15,6 +15,7 @@
 #include "history.h"
 #include "log.h"
 #include "model.h"
+#include "outputs.h"
 #include "train.h"
 
 /* Check FILE for info/eval; exits 2 on bad input. */
@@ -31,6 +32,11 @@ static void check_or_exit(int argc, char **argv, struct checkpoint_header *hdr, 
 
 int cmd_info(int argc, char **argv, MPI_Comm comm)
 {
+    /* A run's outputs.h5 has a summary of its own. */
+    int described = comm_rank(comm) == 0 && argc == 3 && outputs_describe(argv[2], stdout) == 0;
+    comm_bcast(&described, sizeof described, 0, comm);
+    if (described)
+        return MF_EXIT_OK;
     struct checkpoint_header hdr;
     check_or_exit(argc, argv, &hdr, comm);
     if (comm_rank(comm) != 0)
@@ -66,6 +72,15 @@ int cmd_info(int argc, char **argv, MPI_Comm comm)
         printf("loss       no rows yet\n");
     }
     history_free(&h);
+    if (hdr.manifest[0]) { /* "key: value" lines, aligned as the lines above */
+        printf("written on\n");
+        for (const char *line = hdr.manifest; *line;) {
+            const size_t end = strcspn(line, "\n"), key = strcspn(line, ":");
+            printf("  %-12.*s %.*s\n", (int)key, line, key + 2 <= end ? (int)(end - key - 2) : 0,
+                   line + key + 2);
+            line += end + (line[end] == '\n');
+        }
+    }
     return MF_EXIT_OK;
 }
 

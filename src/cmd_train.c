@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "checkpoint.h"
@@ -22,8 +23,10 @@
 #include "history.h"
 #include "kernels.h"
 #include "log.h"
+#include "manifest.h"
 #include "model.h"
 #include "particles.h"
+#include "plan.h"
 #include "rundir.h"
 #include "shared_fs.h"
 #include "train.h"
@@ -33,6 +36,7 @@
 struct train_args {
     const char *config;  /* CONFIG.ini */
     const char *restart; /* NULL, "auto" or a checkpoint file */
+    int ranks, nodes;    /* config --ranks R --nodes N: plan for them (0: no plan) */
 };
 
 /* The configuration file as rank 0 reads it, parsed by every rank: all
@@ -65,7 +69,16 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
     config_defaults(cfg);
     for (int i = 2; i < argc; i++) {
         const char *arg = argv[i];
-        if (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--restart")) {
+        if (!strcmp(argv[1], "config") && (!strcmp(arg, "--ranks") || !strcmp(arg, "--nodes"))) {
+            char *end = NULL;
+            const long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (!end || *end || v < 1 || v > 1 << 24)
+                return snprintf(err, errlen, "%s needs a positive integer (see mfres --help)",
+                                arg),
+                       -1;
+            *(!strcmp(arg, "--ranks") ? &args->ranks : &args->nodes) = (int)v;
+            i++;
+        } else if (!strcmp(arg, "--set") || !strcmp(arg, "--out") || !strcmp(arg, "--restart")) {
             if (i + 1 >= argc || !argv[i + 1][0])
                 return snprintf(err, errlen, "%s needs a value (see mfres --help)", arg), -1;
             if (!strcmp(arg, "--restart"))
@@ -88,7 +101,9 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
         }
     }
     if (!args->config)
-        return snprintf(err, errlen, "train needs a configuration file (see mfres --help)"), -1;
+        return snprintf(err, errlen, "%s needs a configuration file (see mfres --help)",
+                        argv[1]),
+               -1;
     if (read_config_file(cfg, args->config, err, errlen, comm) != 0)
         return -1;
     for (int i = 2; i < argc; i++) {
@@ -100,9 +115,12 @@ static int read_config(int argc, char **argv, struct train_args *args, struct mf
             if (config_set(cfg, assignment, err, errlen) != 0)
                 return -1;
         }
-        if (!strcmp(argv[i], "--restart"))
+        if (!strcmp(argv[i], "--restart") || !strcmp(argv[i], "--ranks") ||
+            !strcmp(argv[i], "--nodes"))
             i++;
     }
+    if (args->nodes && !args->ranks)
+        return snprintf(err, errlen, "--nodes needs --ranks"), -1;
     return 0;
 }
 
@@ -173,19 +191,38 @@ static int resolve_restart(struct mf_config *cfg, const char *path,
     return 0;
 }
 
+/* 1 when each node's memory holds its ranks' share of the run (plan.h),
+ * checked by one rank per node; else 0 with the message in err. Collective. */
+static int fits_on_nodes(const struct mf_config *cfg, char *err, size_t errlen, MPI_Comm comm)
+{
+    MPI_Comm node = comm_node(comm);
+    const int leader = comm_rank(node) == 0, here = comm_size(node);
+    comm_free(&node);
+    double nodes = leader;
+    comm_sum(&nodes, 1, comm);
+    struct plan plan;
+    plan_estimate(cfg, comm_size(comm), (int)nodes, &plan);
+    plan.ranks_per_node = here, plan.node = here * plan.rank;
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    const int ok = !leader || plan_check_memory(&plan, plan_node_memory(), host, err,
+                                                errlen) == 0;
+    return comm_agree(ok, err, errlen, comm) == 0;
+}
+
 static void print_banner(const struct mf_config *cfg, const struct mf_model *m, int ranks)
 {
     const struct mf_particles *p = &m->particles;
     double n = (double)p->layers * (double)p->width;
     log_info("mfres %s (%s)", mfres_version, mfres_compiler);
-    log_info("ranks %d, kernels %s, BLAS %s, %d particles per chunk", ranks,
-             kernels_path()->name, blas_name(), MF_CHUNK);
-    log_info("model L = %lld, M = %lld, D = %d, %s, %s; %.3g particles, %.3g MB of state per "
+    log_info("ranks %d, kernels %s, BLAS %s with %d thread(s) per rank, %d particles per "
+             "chunk", ranks, kernels_path()->name, blas_name(), blas_threads(), MF_CHUNK);
+    log_info("model L = %lld, M = %lld, D = %d, %s, %s; %lld particles, %.3g MB of state per "
              "rank",
              (long long)p->layers, (long long)p->width, p->dim,
              config_activation_name(cfg->model.activation),
-             cfg->model.architecture == MF_ARCH_SHALLOW ? "shallow" : "resnet", n,
-             8.0 * (2 * p->dim + 1) * n / ranks / 1e6);
+             cfg->model.architecture == MF_ARCH_SHALLOW ? "shallow" : "resnet",
+             (long long)(p->layers * p->width), 8.0 * (2 * p->dim + 1) * n / ranks / 1e6);
     log_info("data %s: %lld train, %lld test samples, d_in = %lld, d_out = %lld",
              config_data_kind_name(cfg->data.kind), (long long)cfg->data.samples,
              (long long)cfg->data.test_samples, (long long)cfg->data.input_dim,
@@ -240,6 +277,7 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     }
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
 
+    comm_agree_or_exit(fits_on_nodes(&cfg, err, sizeof err, comm), err, MF_EXIT_USAGE, comm);
     struct mf_dataset ds = {.d_out = cfg.data.output_dim,
                             .labels = cfg.train.loss == MF_LOSS_CROSS_ENTROPY};
     struct mf_model model;
@@ -264,12 +302,21 @@ int cmd_train(int argc, char **argv, MPI_Comm comm)
     comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
     status = shared_fs_check_dir(cfg.output.dir, err, sizeof err, comm);
     comm_agree_or_exit(status == 0, err, MF_EXIT_RUNTIME, comm);
+    manifest_build(argc, argv, comm);
+    if (comm_rank(comm) == 0)
+        rundir_append_manifest(cfg.output.dir, manifest_text());
     print_banner(&cfg, &model, comm_size(comm));
     if (restart[0]) {
         double gb = 8e-9 * (double)(cfg.model.layers * cfg.model.width * (2 * cfg.model.dim + 1));
         log_info("restarting from %s (step %lld, written by %d ranks); read %.3g GB of "
                  "particles in %.2f s (%.3g GB/s)",
                  restart, (long long)hdr.step, hdr.ranks, gb, read_seconds, gb / read_seconds);
+        char changed[2048];
+        if (manifest_differences(hdr.manifest, changed, sizeof changed) > 0 &&
+            comm_rank(comm) == 0)
+            log_warn("this run differs from the one that wrote the checkpoint in what sets the "
+                     "last bits (%s): it goes on, but may end in other bits than an "
+                     "uninterrupted run", changed);
     }
 
     if (restart[0] && hdr.step == cfg.train.steps) {
@@ -312,7 +359,19 @@ int cmd_config(int argc, char **argv, MPI_Comm comm)
         status = resolve_fresh(&cfg, &file, err, sizeof err, comm);
     comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
     data_file_free(&file);
-    if (comm_rank(comm) == 0)
+    struct plan plan;
+    if (args.ranks) {
+        char host[64] = "?";
+        gethostname(host, sizeof host - 1);
+        plan_estimate(&cfg, args.ranks, args.nodes ? args.nodes : 1, &plan);
+        status = plan_check_memory(&plan, plan_node_memory(), host, err, sizeof err);
+        comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
+    }
+    if (comm_rank(comm) == 0) {
         config_write(&cfg, stdout);
+        fflush(stdout);
+        if (args.ranks)
+            plan_print(&cfg, &plan, plan_probe_step(&cfg, args.ranks), stdout);
+    }
     return MF_EXIT_OK;
 }

@@ -24,9 +24,12 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: mfres train CONFIG.ini [--set section.key=value]... [--out DIR]\n"
             "                  [--restart auto|FILE]\n"
-            "       mfres config CONFIG.ini [train options]   print the resolved\n"
-            "                               configuration (checks it; touches no file)\n"
-            "       mfres info FILE.h5      summary of a checkpoint or snapshot\n"
+            "       mfres config CONFIG.ini [train options] [--ranks R [--nodes N]]\n"
+            "                               print the resolved configuration (checks it;\n"
+            "                               touches no file); with --ranks, the plan of a\n"
+            "                               run on R ranks: memory per rank and node,\n"
+            "                               checkpoint size, s/step probed here, core-hours\n"
+            "       mfres info FILE.h5      summary of a checkpoint, snapshot or outputs.h5\n"
             "       mfres bench [options]   speed report (mfres bench --help)\n"
             "       mfres eval FILE.h5      train and test loss of a checkpoint's particles\n"
             "       mfres --help | --version\n"
@@ -71,7 +74,13 @@ int main(int argc, char **argv)
     comm_agree_or_exit(chosen, err, MF_EXIT_USAGE, comm);
     int status = MF_EXIT_OK;
     const char *cmd = argc > 1 ? argv[1] : "";
-    if (!strcmp(cmd, "train")) {
+    int help = 0;
+    for (int i = 2; i < argc; i++)
+        help |= !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h");
+    if (help && strcmp(cmd, "bench")) { /* bench prints its own */
+        if (comm_rank(comm) == 0)
+            usage(stdout);
+    } else if (!strcmp(cmd, "train")) {
         status = cmd_train(argc, argv, comm);
     } else if (!strcmp(cmd, "bench")) {
         status = bench_main(argc - 1, argv + 1, comm);

@@ -185,3 +185,73 @@ void outputs_close(struct mf_outputs *o)
     H5_TRY(H5Fclose(o->file), outputs_failed, o);
     free(o);
 }
+
+/* A whole one-dimensional series into out (as type). */
+static int read_series(hid_t file, const char *name, hid_t type, void *out)
+{
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    const int ok = d >= 0 && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) >= 0;
+    if (d >= 0)
+        H5Dclose(d);
+    return ok ? 0 : -1;
+}
+
+int outputs_describe(const char *path, FILE *out)
+{
+    char why[256], creator[16] = "", version[128] = "";
+    hid_t file = h5_open_read(path, why, sizeof why);
+    if (file < 0)
+        return -1;
+    int status = -1;
+    hsize_t dims[3] = {0, 0, 0}, odims[3] = {0, 0, 0};
+    const char *names[2] = {"creator", "version"};
+    char *texts[2] = {creator, version};
+    for (int i = 0; i < 2; i++) {
+        hid_t a = H5Aexists(file, names[i]) > 0 ? H5Aopen(file, names[i], H5P_DEFAULT) : -1;
+        hid_t t = a >= 0 ? H5Aget_type(a) : -1;
+        if (t >= 0 && H5Tget_class(t) == H5T_STRING && !H5Tis_variable_str(t) &&
+            H5Tget_size(t) < 128)
+            H5Aread(a, t, texts[i]);
+        if (t >= 0)
+            H5Tclose(t);
+        if (a >= 0)
+            H5Aclose(a);
+    }
+    hid_t d = H5Lexists(file, "step", H5P_DEFAULT) > 0 ? H5Dopen2(file, "step", H5P_DEFAULT) : -1;
+    if (d >= 0) {
+        hid_t space = H5Dget_space(d);
+        H5Sget_simple_extent_dims(space, dims, NULL);
+        H5Sclose(space);
+        H5Dclose(d);
+    }
+    d = H5Lexists(file, "output", H5P_DEFAULT) > 0 ? H5Dopen2(file, "output", H5P_DEFAULT) : -1;
+    if (d >= 0) {
+        hid_t space = H5Dget_space(d);
+        H5Sget_simple_extent_dims(space, odims, NULL);
+        H5Sclose(space);
+        H5Dclose(d);
+    }
+    const hsize_t n = dims[0];
+    int64_t *steps = xcalloc(n + 1, sizeof *steps);
+    double *loss = xcalloc(n + 1, sizeof *loss);
+    if (!strcmp(creator, "mfres") && H5Lexists(file, "h5md", H5P_DEFAULT) <= 0 &&
+        read_series(file, "step", H5T_NATIVE_INT64, steps) == 0 &&
+        read_series(file, "loss", H5T_NATIVE_DOUBLE, loss) == 0) {
+        fprintf(out, "file       %s\nkind       outputs.h5 of a run, written by mfres %s\n", path,
+                version);
+        fprintf(out, "probes     %llu, %llu outputs each\n", (unsigned long long)odims[1],
+                (unsigned long long)odims[2]);
+        if (n > 0)
+            fprintf(out, "rows       %llu, steps %lld to %lld\nloss       %.4e at step %lld, "
+                    "%.4e at step %lld\n", (unsigned long long)n, (long long)steps[0],
+                    (long long)steps[n - 1], loss[0], (long long)steps[0], loss[n - 1],
+                    (long long)steps[n - 1]);
+        else
+            fprintf(out, "rows       none yet\n");
+        status = 0;
+    }
+    free(steps);
+    free(loss);
+    H5Fclose(file);
+    return status;
+}

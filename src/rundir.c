@@ -33,6 +33,15 @@ void rundir_path(const char *run_dir, enum checkpoint_kind kind, int64_t step, c
         snprintf(path, len, "%s/snapshots/snap-%08lld.h5", run_dir, (long long)step);
 }
 
+void rundir_append_manifest(const char *run_dir, const char *text)
+{
+    char path[MF_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/manifest.txt", run_dir);
+    FILE *f = fopen(path, "a");
+    if (!f || fprintf(f, "# start\n%s", text) < 0 || fclose(f) != 0)
+        log_warn("cannot write %s: %s", path, strerror(errno));
+}
+
 int rundir_mkdir(const char *dir) { return mkdir(dir, 0777) != 0 && errno != EEXIST ? -1 : 0; }
 
 /* mkdir -p. Returns 0 or -1 with errno set. */

@@ -280,12 +280,29 @@ static void write_row(FILE *f, const struct mf_observables *o)
                  "restart rewrites it)", strerror(errno));
 }
 
+/* seconds as h:mm:ss into buf[32]. */
+static const char *hms(double seconds, char buf[32])
+{
+    const long long s = seconds > 0 && seconds < 1e12 ? (long long)(seconds + 0.5) : 0;
+    snprintf(buf, 32, "%lld:%02lld:%02lld", s / 3600, s / 60 % 60, s % 60);
+    return buf;
+}
+
 static void progress(const struct mf_observables *o, int64_t steps, double elapsed)
 {
-    double eta = o->seconds_per_step * (double)(steps - o->step);
-    log_info("[%8.1f s] step %lld/%lld  loss %.3e  test %.3e  |v| %.2e  %.3g s/step  ETA %.0f s",
+    char eta[32];
+    log_info("[%8.1f s] step %lld/%lld  loss %.3e  test %.3e  |v| %.2e  %.3g s/step  ETA %s",
              elapsed, (long long)o->step, (long long)steps, o->loss, o->test_loss, o->grad_norm,
-             o->seconds_per_step, eta);
+             o->seconds_per_step, hms(o->seconds_per_step * (double)(steps - o->step), eta));
+}
+
+/* The heartbeat between evaluated rows: k steps done, at `rate` steps per
+ * second over the last stretch. */
+static void heartbeat(int64_t k, int64_t steps, double rate, double elapsed)
+{
+    char eta[32];
+    log_info("[%8.1f s] step %lld/%lld  %.3g steps/s  ETA %s", elapsed, (long long)k,
+             (long long)steps, rate, hms(rate > 0 ? (double)(steps - k) / rate : 0, eta));
 }
 
 /* Write a checkpoint or snapshot of the state after `step` updates.
@@ -397,7 +414,8 @@ int train_run(struct mf_run *run, struct mf_observables *final)
         save_state(run, CHECKPOINT_SNAPSHOT, 0);
 
     double t_start = comm_wtime(), step_seconds = 0, slowest_step = 0, save_seconds = 0;
-    int64_t steps_since_row = 0;
+    double last_checkpoint = t_start, last_line = t_start;
+    int64_t steps_since_row = 0, last_line_step = run->start;
     struct mf_observables o = {0};
     struct balance balance = {0};
     const int64_t balance_every = comm_size(m->comm) > 1 ? cfg->train.balance_every : 0;
@@ -415,7 +433,7 @@ int train_run(struct mf_run *run, struct mf_observables *final)
         /* One agreement per step: whether the loss is finite (the state is
          * the same on every rank, the check costs nothing more), and
          * whether to stop. */
-        enum { NOT_FINITE = 1, SIGNALLED = 2, OUT_OF_TIME = 4 };
+        enum { NOT_FINITE = 1, SIGNALLED = 2, OUT_OF_TIME = 4, CHECKPOINT_DUE = 8 };
         const int may_save = run->dir && k > run->start && !last;
         int flags = isfinite(batch_loss) && (!log_now || isfinite(o.loss)) ? 0 : NOT_FINITE;
         if (may_save) {
@@ -425,6 +443,9 @@ int train_run(struct mf_run *run, struct mf_observables *final)
                 flags |= OUT_OF_TIME;
             if (stop_requested())
                 flags |= SIGNALLED;
+            if (root && cfg->output.checkpoint_minutes > 0 && /* rank 0's clock decides */
+                comm_wtime() - last_checkpoint >= 60 * cfg->output.checkpoint_minutes)
+                flags |= CHECKPOINT_DUE;
         }
         flags = comm_or(flags, m->comm);
         if (flags & NOT_FINITE) {
@@ -438,8 +459,10 @@ int train_run(struct mf_run *run, struct mf_observables *final)
             const int stop = flags & (SIGNALLED | OUT_OF_TIME);
             if (snap_every && k % snap_every == 0)
                 save_state(run, CHECKPOINT_SNAPSHOT, k);
-            if (stop || (ckpt_every && k % ckpt_every == 0))
+            if (stop || (flags & CHECKPOINT_DUE) || (ckpt_every && k % ckpt_every == 0)) {
                 save_seconds = save_checkpoint(run, k);
+                last_checkpoint = comm_wtime();
+            }
             if (stop) {
                 if (root)
                     fprintf(stderr, "mfres: stopped at step %lld (%s); checkpoint written, "
@@ -470,9 +493,18 @@ int train_run(struct mf_run *run, struct mf_observables *final)
                 outputs_append(outputs, &o, w.probe_out);
             if (root)
                 progress(&o, steps, comm_wtime() - t_start);
+            last_line = comm_wtime(), last_line_step = k;
             step_seconds = 0;
             steps_since_row = 0;
             timer_stop(TIMER_OUTPUT);
+        }
+        const double now = comm_wtime();
+        const int row_next = k + 1 == steps || (k + 1) % cfg->output.log_every == 0;
+        if (root && !last && !row_next && cfg->output.progress_seconds > 0 &&
+            now - last_line >= cfg->output.progress_seconds) {
+            heartbeat(k + 1, steps, (double)(k + 1 - last_line_step) / (now - last_line),
+                      now - t_start);
+            last_line = now, last_line_step = k + 1;
         }
         if (!isfinite(vv)) { /* an exact sum over all ranks: the same on each */
             status = diverged(root, k);

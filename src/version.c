@@ -1,5 +1,6 @@
 /*
- * version: filled in by the Makefile, which rebuilds this file every time.
+ * version: filled in by the Makefile, which rebuilds this file whenever the
+ * description changes.
  */
 #include "version.h"
 

@@ -145,6 +145,28 @@ def test_study_driver_refuses_a_bad_grid(tmp_path):
     assert not os.path.exists(tmp_path / "s")
 
 
+def test_study_list_gives_every_run_its_own_seed(tmp_path):
+    """--list prints the runs without running anything: 2 depths x 3000
+    seeds, each line "DIR L M INIT_SEED TRAIN_SEED" with the seeds distinct
+    over the study (beyond seed 999 the second seed form), the published
+    form s + 1000 (L + 100000 M) below, and the core-hours last."""
+    out = tmp_path / "s"
+    proc = subprocess.run([os.path.join(REPO, "jobs", "study.sh"), "--list", CONFIG, "--out",
+                           str(out)], capture_output=True, text=True, timeout=300,
+                          env=dict(ENV, MFRES=MFRES, MFRES_STUDY_DEPTHS="2 4",
+                                   MFRES_STUDY_WIDTHS="64", MFRES_STUDY_SEEDS="3000"))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    runs = [line.split() for line in lines[:-1]]
+    assert len(runs) == 6000 and all(len(r) == 5 and r[3] == r[4] for r in runs)
+    assert len({r[3] for r in runs}) == 6000 and len({r[0] for r in runs}) == 6000
+    assert [f"{out}/L0002-M00000064/s001", "2", "64", str(1 + 1000 * (2 + 100000 * 64))] == \
+        runs[[r[0] for r in runs].index(f"{out}/L0002-M00000064/s001")][:4]
+    assert all(int(r[3]) >= 1 << 62 for r in runs if int(r[0].rsplit("/s", 1)[1]) >= 1000)
+    assert re.match(r"# total core-hours [0-9.e+-]+ for 6000 runs of 2 ranks", lines[-1]), lines[-1]
+    assert not os.path.exists(out)
+
+
 def copy_runs(src, dst):
     """The study's run directories without their checkpoints."""
     for r in mfresfile.find_run_dirs([str(src)]):

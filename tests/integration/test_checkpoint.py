@@ -271,6 +271,33 @@ def test_kill_at_any_moment_then_restart(tmp_path):
     assert kept[-3:] == [50, 55, 60] and len(kept) <= 4, kept
 
 
+def test_checkpoints_by_the_clock_lose_at_most_their_interval(tmp_path):
+    """No step interval, checkpoints every 0.005 minutes of wall time (the
+    default is 15): a SIGKILL to the whole job leaves a checkpoint written
+    at most 0.3 s, plus a step and a write, before the kill, and --restart
+    auto ends with the bits of the uninterrupted run."""
+    text = KILL_CONFIG.replace("checkpoint_every = 5", "checkpoint_minutes = 0.005")
+    cfg = write_config(tmp_path / "k.ini", text.replace("steps = 60", "steps = 400").replace(
+        "log_every = 5", "log_every = 50").replace("width = 20000", "width = 10000"))
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    mfres("train", cfg, "--set", "output.checkpoint_minutes=0", "--out", ref, ranks=2,
+          check=True, timeout=300)
+    assert checkpoint_steps(ref / "checkpoints") == [400]
+    proc = launch(cfg, run)
+    wait_for_rows(run, 2)
+    time.sleep(0.8)
+    killed = time.time()
+    kill_session(proc.pid)
+    proc.wait(timeout=60)
+    steps = checkpoint_steps(run / "checkpoints")
+    assert 0 < steps[-1] < 400, steps
+    assert killed - os.path.getmtime(ckpt(run, steps[-1])) < 0.3 + 0.5
+    mfres("train", cfg, "--out", run, "--restart", "auto", ranks=2, check=True, timeout=300)
+    for a, b in zip(particles(ckpt(ref, 400)), particles(ckpt(run, 400))):
+        assert np.array_equal(a, b)
+    assert_same_metrics(ref, run)
+
+
 # ---- signals and time limits ----
 
 LONG = ["--set", "train.steps=600", "--set", "output.log_every=50"]
@@ -845,3 +872,24 @@ def test_checkpoints_that_cannot_be_listed_are_an_error(tmp_path, small_config, 
     assert re.search(rf"cannot list '{re.escape(str(run))}/checkpoints' \(rank 0 on [^)]+\): "
                      r"Not a directory", proc.stderr), proc.stderr
     assert tree_digest(run) == before
+
+
+def test_manifest_and_a_restart_on_other_kernels(tmp_path, small_config):
+    """The run directory's manifest.txt gains a block per start, and every
+    checkpoint records the manifest (mfres info prints it). A restart on
+    another kernel path warns in one line naming what changed, and goes on."""
+    run = tmp_path / "run"
+    env = dict(ENV, MFRES_KERNELS="generic")
+    subprocess.run(MPIRUN + ["-n", "2", MFRES, "train", small_config, "--set", "train.steps=20",
+                             "--out", str(run)], env=env, check=True, capture_output=True)
+    info = mfres("info", ckpt(run, 20), check=True).stdout
+    assert re.search(r"^  kernels +generic$", info, re.M) and "  ranks        2" in info, info
+    assert f"  command      {MFRES} train {small_config} --set train.steps=20" in info
+    proc = mfres("train", small_config, "--restart", "auto", "--out", run, check=True)
+    now = re.search(r"^kernels: (\w+)", open(run / "manifest.txt").read().split("# start")[2],
+                    re.M).group(1)
+    if now != "generic":
+        assert (f"warning: this run differs from the one that wrote the checkpoint in what sets "
+                f"the last bits (kernels generic -> {now})") in proc.stderr, proc.stderr
+    assert open(run / "manifest.txt").read().count("# start\n") == 2
+    assert re.search(rf"^  kernels +{now}$", mfres("info", ckpt(run, 40)).stdout, re.M)

@@ -148,14 +148,17 @@ def test_readme_documents_every_key():
 
 
 @pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm")
-def test_work_sharing_too_large_for_shared_memory(tmp_path, small_config):
-    """A node's particles that cannot fit in /dev/shm are refused before any
+def test_work_sharing_too_large_for_shared_memory(tmp_path, small_config, monkeypatch):
+    """A node's particles that cannot fit in the shared-memory folder (here
+    Open MPI is pointed at /proc, which has no room) are refused before any
     allocation (a full tmpfs would otherwise end the run with SIGBUS)."""
-    proc = mfres("train", small_config, "--set", "model.width=100000000000", "--set",
-                 "train.share_work=node", "--out", tmp_path / "run", ranks=2)
+    import conftest
+    monkeypatch.setitem(conftest.ENV, "OMPI_MCA_osc_sm_backing_directory", "/proc")
+    proc = mfres("train", small_config, "--set", "train.share_work=node", "--out",
+                 tmp_path / "run", ranks=2)
     assert proc.returncode != 0
     assert re.search(r"train.share_work = node: this node's particles need [0-9.]+ GiB of "
-                     r"shared memory but /dev/shm has [0-9.]+ GiB free", proc.stderr), proc.stderr
+                     r"shared memory but /proc has 0.00 GiB free", proc.stderr), proc.stderr
 
 
 def test_work_sharing_by_default_gives_way(tmp_path, small_config, monkeypatch):
@@ -287,3 +290,91 @@ def test_out_of_memory_names_the_keys(tmp_path, small_config):
     assert proc.returncode == 2
     assert ("(model.layers + 1) x train.batch x model.dim = 1000000001 x 100000 x 4 is too "
             "many batch states (at most 2^40)") in proc.stderr
+
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+@pytest.mark.parametrize("command", ["train", "config", "info", "eval", "bench"])
+def test_every_subcommand_has_help(command):
+    """`mfres COMMAND --help` (also after other arguments) prints a usage and
+    exits 0; a missing configuration names the subcommand."""
+    for args in ([command, "--help"], [command, "x.ini", "-h"]):
+        proc = mfres(*args)
+        assert proc.returncode == 0 and proc.stdout.startswith("usage: "), proc
+        assert f"mfres {command}" in proc.stdout and not proc.stderr
+    if command in ("train", "config"):
+        proc = mfres(command)
+        assert proc.returncode == 2
+        assert f"{command} needs a configuration file" in proc.stderr
+
+
+@pytest.mark.parametrize("script", ["jobs/study.sh", "jobs/train.sbatch", "jobs/study.sbatch",
+                                    "jobs/scaling.sbatch", "analysis/mfresfile.py",
+                                    "analysis/plot_run.py", "analysis/report.py",
+                                    "analysis/scaling.py", "analysis/schemes.py",
+                                    "analysis/import_dataset.py"])
+def test_every_script_has_help(script):
+    """Every script prints its usage for --help, exits 0 and runs nothing."""
+    path = os.path.join(REPO, script)
+    cmd = [os.environ.get("PYTHON", "/usr/bin/python3"), path] if script.endswith(".py") \
+        else [path]
+    proc = subprocess.run(cmd + ["--help"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    name = os.path.basename(script)
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith(f"usage: {name}") or first.startswith(f"{name}: "), proc.stdout
+
+
+def test_info_reads_outputs_h5(tmp_path, small_config):
+    """`mfres info` on a run's outputs.h5 summarises it (rows, steps,
+    probes, losses) instead of calling it a foreign file."""
+    mfres("train", small_config, "--out", tmp_path / "run", check=True)
+    proc = mfres("info", tmp_path / "run" / "outputs.h5", check=True)
+    rows = read_metrics(tmp_path / "run")
+    assert "outputs.h5 of a run" in proc.stdout
+    assert "rows       5, steps 0 to 40" in proc.stdout and "probes     32, 1 outputs" in \
+        proc.stdout, proc.stdout
+    assert f"{rows['loss'][-1]:.4e} at step 40" in proc.stdout
+
+
+PLAN_CONFIG = """
+[model]
+layers = 4
+width = 500000
+[data]
+samples = 64
+test_samples = 16
+[train]
+steps = 2
+batch = 16
+[output]
+log_every = 1
+"""
+
+
+def test_config_plans_a_run_before_it_is_queued(tmp_path):
+    """`mfres config --ranks R --nodes N` prints the plan: memory per rank,
+    which the peak RSS of the run matches within 25% (here 1 rank, 2·10^6
+    particles), and core-hours = steps x probed step x ranks. A run no node
+    can hold is refused by config and by train with the same message, exit
+    2, before anything is allocated or created."""
+    cfg = write_config(tmp_path / "p.ini", PLAN_CONFIG)
+    out = mfres("config", cfg, "--ranks", "4", "--nodes", "2", check=True).stdout
+    assert "; plan for 4 ranks on 2 node(s), 2 per node" in out
+    step = float(re.search(r"^; step +([0-9.e+-]+) s", out, re.M).group(1))
+    hours = float(re.search(r"([0-9.e+-]+) core-hours for 2 steps", out).group(1))
+    assert hours == pytest.approx(step * 2 * 4 / 3600, rel=1e-3)
+    out = mfres("config", cfg, "--ranks", "1", check=True).stdout
+    planned = float(re.search(r"^; memory per rank +([0-9.e+-]+) GiB", out, re.M).group(1))
+    proc = subprocess.Popen([MFRES, "train", cfg, "--out", tmp_path / "run"], env=ENV,
+                            stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert status == 0
+    assert 0.8 < usage.ru_maxrss * 1024 / (planned * 2**30) < 1.25, (usage.ru_maxrss, planned)
+    big = ("--set", "model.width=100000000000")
+    config = mfres("config", cfg, *big, "--ranks", "1")
+    train = mfres("train", cfg, *big, "--out", tmp_path / "big")
+    assert config.returncode == train.returncode == 2
+    assert "mfres: error: the run does not fit: about " in train.stderr
+    assert config.stderr == train.stderr and not os.path.exists(tmp_path / "big")

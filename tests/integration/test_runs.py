@@ -1,5 +1,7 @@
 """End-to-end runs of mfres under mpirun: rank-count invariance, training
 that converges, the run directory's files."""
+import re
+
 import numpy as np
 import pytest
 
@@ -106,3 +108,21 @@ def test_timers_add_up(tmp_path, small_config):
     parts = sum(share.get(name, 0) for name in ("forward", "backward", "observables", "output",
                                                 "balance"))
     assert parts <= 100.5, proc.stdout
+
+
+def test_heartbeat_between_evaluated_rows(tmp_path, small_config):
+    """Between evaluated rows, a short line at most progress_seconds apart:
+    the step, steps per second and the ETA as h:mm:ss, in step order, with
+    no metrics row of its own; progress_seconds = 0 turns it off."""
+    args = ("train", small_config, "--set", "train.steps=400", "--set", "output.log_every=400")
+    proc = mfres(*args, "--set", "output.progress_seconds=0.01", "--out", tmp_path / "a",
+                 check=True)
+    beats = re.findall(r"\] step (\d+)/400  ([0-9.e+]+) steps/s  ETA (\d+):(\d\d):(\d\d)$",
+                       proc.stdout, re.M)
+    steps = [int(b[0]) for b in beats]
+    assert len(steps) >= 2 and steps == sorted(set(steps)) and 0 < steps[0] and steps[-1] < 400
+    assert all(float(b[1]) > 0 for b in beats), proc.stdout
+    assert list(read_metrics(tmp_path / "a")["step"]) == [0, 400]
+    proc = mfres(*args, "--set", "output.progress_seconds=0", "--out", tmp_path / "b",
+                 check=True)
+    assert "steps/s" not in proc.stdout
