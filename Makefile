@@ -311,12 +311,15 @@ slurm-tests: $(BUILD)/mfres
 # Sanitizer build: unit tests on 1 and 2 ranks, then the program itself
 # through the integration tests of runs, the command line and a selection of
 # the checkpoint tests (none that time signals, pin cores, need the
-# fault-injection build or measure speed). Leak checking (serial unit runs) keeps Open MPI's
+# fault-injection build or measure speed; the configuration's error paths run
+# under the sanitizers in test_config, so the many bad-input cases of
+# test_cli run once, in the plain build). Leak checking (serial unit runs) keeps Open MPI's
 # components loaded and unwinds slowly so that its own never-freed
 # allocations are attributed to it and suppressed; ours are not.
 SANITIZE_SELECT := (test_runs or test_cli or same_ranks or forged or another_type or \
     non_finite or layout) and not generic_openblas and not work_sharing and not data_file_is_read \
-    and not out_of_memory and not any_layout
+    and not out_of_memory and not any_layout and not script_has_help and not plans_a_run \
+    and not bad_configuration and not usage_errors and not would_not_read_back
 ASAN_SERIAL := OMPI_MCA_mca_base_component_disable_dlclose=1 \
     ASAN_OPTIONS=detect_leaks=1:fast_unwind_on_malloc=0 \
     LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0

@@ -110,7 +110,7 @@ mfres_train() {
             echo "mfres job: stopped with a checkpoint; requeueing (restart $((restarts + 1))" \
                  "of at most $MFRES_MAX_RESTARTS)"
             scontrol requeue "$SLURM_JOB_ID"
-            exit 0
+            exit "${MFRES_REQUEUED_STATUS:-0}"
         fi
         echo "mfres job: stopped with a checkpoint, but $restarts restarts reached" \
              "MFRES_MAX_RESTARTS = $MFRES_MAX_RESTARTS; giving up (continue with another" \
@@ -234,18 +234,25 @@ mfres_study_seed() {
     fi
 }
 
+# mfres_study_dir OUT SCHEME L M s: the run directory of one run of a study,
+# OUT[/SCHEME]/L%04d-M%08d/s%03d.
+mfres_study_dir() {
+    local out=$1
+    [ "$2" = - ] || out=$1/$2
+    printf '%s/L%04d-M%08d/s%03d\n' "$out" "$3" "$4" "$5"
+}
+
 # mfres_study_args OUT SCHEME L M s: the `mfres train` options of one run of
-# a study; it trains into OUT[/SCHEME]/L%04d-M%08d/s%03d.
+# a study; it trains into mfres_study_dir.
 mfres_study_args() {
-    local out=$1 seed
+    local seed
     seed=$(mfres_study_seed "$3" "$4" "$5")
     case $2 in
         fixed|shuffle) printf -- '--set\ntrain.order=%s\n' "$2" ;;
         shallow) printf -- '--set\nmodel.architecture=shallow\n--set\ntrain.order=fixed\n' ;;
     esac
-    [ "$2" = - ] || out=$1/$2
     printf -- '--set\nmodel.layers=%s\n--set\nmodel.width=%s\n--set\ninit.seed=%s\n' "$3" "$4" "$seed"
-    printf -- '--set\ntrain.seed=%s\n--out\n%s/L%04d-M%08d/s%03d\n' "$seed" "$out" "$3" "$4" "$5"
+    printf -- '--set\ntrain.seed=%s\n--out\n%s\n' "$seed" "$(mfres_study_dir "$@")"
 }
 
 # mfres_config_value KEY ARGS: one key of the resolved configuration.

@@ -5,6 +5,7 @@
 #   jobs/study.sh CONFIG.ini [mfres train options...]            here, with mpirun
 #   jobs/study.sh --submit CONFIG.ini [mfres train options...]   as Slurm jobs
 #   jobs/study.sh --list CONFIG.ini [mfres train options...]     the runs, nothing run
+#   jobs/study.sh --analyse CONFIG.ini [mfres train options...]  the analysis alone
 #   e.g. MFRES_STUDY_WIDTHS="64 256 1024 4096" MFRES_STUDY_SEEDS=8 \
 #            jobs/study.sh jobs/configs/width-study.ini --out runs/width
 #
@@ -31,21 +32,27 @@
 # core-hours ..." from `mfres config --ranks MFRES_STUDY_RANKS` (a few
 # steps probed on this CPU) per grid point.
 #
-# --submit: one Slurm array job over the grid (jobs/study.sbatch, at most
+# --submit: one Slurm array job over the runs not finished yet
+# (jobs/study.sbatch, MFRES_STUDY_PER_TASK runs per task, default 1, more
+# when the array would pass the cluster's MaxArraySize; at most
 # MFRES_STUDY_THROTTLE = 8 tasks at a time; tasks restart and requeue like
-# train.sbatch) and an analysis job that starts when every task has
-# succeeded (afterok). sbatch reads its other options from the environment,
-# e.g. SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT. Each array task
-# runs MFRES_STUDY_RANKS ranks (--ntasks, default 2) unless MFRES_STUDY_SBATCH
+# train.sbatch) and an analysis job that starts when the array has ended
+# (afterany): it analyses the study if every run finished, and otherwise
+# fails naming the runs that did not (submit again: only those are queued).
+# sbatch reads its other options from the environment, e.g.
+# SBATCH_PARTITION, SBATCH_ACCOUNT, SBATCH_TIMELIMIT. Each array task runs
+# MFRES_STUDY_RANKS ranks (--ntasks, default 2) unless MFRES_STUDY_SBATCH
 # sizes it, e.g. MFRES_STUDY_SBATCH="-N 2 --ntasks-per-node=32 -t 4:00:00".
+# --analyse: that analysis job's work, here.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/common.sh"
 
-submit=0 list=0
+submit=0 list=0 analyse=0
 case ${1:-} in
 --submit) submit=1 && shift ;;
 --list) list=1 && shift ;;
+--analyse) analyse=1 && shift ;;
 esac
 [ $# -ge 1 ] || { sed -n '2,/^set /p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 
@@ -89,19 +96,65 @@ if [ "$list" = 1 ]; then
     exit 0
 fi
 
+# The runs whose final checkpoint does not exist yet, one "SCHEME L M s" line each.
+unfinished() {
+    local scheme L M s
+    while read -r scheme L M s; do
+        [ -e "$(mfres_study_dir "$out" "$scheme" "$L" "$M" "$s")/checkpoints/ckpt-$(printf %08d "$steps").h5" ] ||
+            echo "$scheme $L $M $s"
+    done <<< "$grid"
+}
+
+if [ "$analyse" = 1 ]; then
+    # The analysis job of --submit: every run finished, or a failure naming
+    # those that did not (never an analysis of half a grid).
+    todo=$(unfinished)
+    if [ -n "$todo" ]; then
+        echo "mfres study: not analysed: $(grep -c . <<< "$todo") of $runs runs did not finish" \
+             "(submit again to run them):" >&2
+        while read -r scheme L M s; do
+            echo "  $(mfres_study_dir "$out" "$scheme" "$L" "$M" "$s")" >&2
+        done <<< "$todo"
+        exit 1
+    fi
+    exec "${analysis[@]}"
+fi
+
 mkdir -p "$out" || exit 1
 echo "mfres study: $runs runs into $out (protocol:" \
      "$([ "${MFRES_STUDY_COUPLED:-0}" = 1 ] && echo coupled || echo uncoupled))"
 if [ "$submit" = 1 ]; then
-    size=(--ntasks="$ranks")
-    [[ " ${MFRES_STUDY_SBATCH:-} " =~ \ (-n|--ntasks|-N|--nodes|--ntasks-per-node)[=\ ] ]] && size=()
-    job=$(sbatch --parsable --array="0-$((runs - 1))%${MFRES_STUDY_THROTTLE:-8}" \
-              --output="$out/slurm-%A_%a.out" ${size[@]+"${size[@]}"} ${MFRES_STUDY_SBATCH:-} \
-              "$here/study.sbatch" "$@") || exit 1
-    job=${job%%;*}
-    after=$(sbatch --parsable --dependency="afterok:$job" --ntasks=1 --job-name=mfres-analysis \
-                --output="$out/analysis-%j.out" --wrap "$(printf '%q ' "${analysis[@]}")") || exit 1
-    echo "mfres study: array job $job ($runs tasks), analysis job ${after%%;*}"
+    # Only the unfinished runs are queued, PER to an array task:
+    # MFRES_STUDY_PER_TASK, or more when the array would pass the cluster's
+    # MaxArraySize. The analysis job starts once the array has ended, however.
+    todo=$(unfinished)
+    n=$(grep -c . <<< "$todo")
+    per=${MFRES_STUDY_PER_TASK:-1}
+    [[ $per =~ ^[1-9][0-9]*$ ]] ||
+        { echo "mfres study: MFRES_STUDY_PER_TASK='$per' is not a positive integer" >&2; exit 2; }
+    max=$(scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *\([0-9]*\).*/\1/p')
+    max=${max:-1001}
+    (((n + per - 1) / per <= max)) || per=$(((n + max - 1) / max))
+    tasks=$(((n + per - 1) / per))
+    after=()
+    if [ "$n" -gt 0 ]; then
+        queue=$out/queue-$(date +%Y%m%d-%H%M%S)-$$.txt
+        printf '%s\n' "$todo" > "$queue" || exit 1
+        size=(--ntasks="$ranks")
+        [[ " ${MFRES_STUDY_SBATCH:-} " =~ \ (-n|--ntasks|-N|--nodes|--ntasks-per-node)[=\ ] ]] && size=()
+        job=$(MFRES_STUDY_QUEUE=$queue MFRES_STUDY_PER_TASK=$per \
+              sbatch --parsable --export=ALL --array="0-$((tasks - 1))%${MFRES_STUDY_THROTTLE:-8}" \
+                  --output="$out/slurm-%A_%a.out" ${size[@]+"${size[@]}"} ${MFRES_STUDY_SBATCH:-} \
+                  "$here/study.sbatch" "$@") || exit 1
+        job=${job%%;*}
+        after=(--dependency="afterany:$job")
+        echo "mfres study: array job $job ($tasks tasks of up to $per runs: the $n of $runs" \
+             "runs not finished)"
+    fi
+    analysis_job=$(sbatch --parsable ${after[@]+"${after[@]}"} --ntasks=1 \
+                       --job-name=mfres-analysis --output="$out/analysis-%j.out" \
+                       --wrap "$(printf '%q ' "$here/study.sh" --analyse "$@")") || exit 1
+    echo "mfres study: analysis job ${analysis_job%%;*}"
     exit 0
 fi
 

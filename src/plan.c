@@ -103,7 +103,7 @@ void plan_print(const struct mf_config *cfg, const struct plan *p, double step_s
     fprintf(out, "; checkpoint        %.3g GiB per file\n", gib(p->checkpoint));
     if (step_seconds > 0) {
         const double hours = step_seconds * (double)cfg->train.steps / 3600;
-        fprintf(out, "; step              %.3g s (probed on this CPU, one rank per core; "
+        fprintf(out, "; step              %.4g s (probed on this CPU, one rank per core; "
                 "evaluations every output.log_every steps come on top)\n", step_seconds);
         fprintf(out, "; run               %.3g h of wall time, %.4g core-hours for %lld steps\n",
                 hours, hours * p->ranks, (long long)cfg->train.steps);

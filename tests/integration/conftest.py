@@ -11,8 +11,12 @@ import pytest
 MFRES = os.environ.get("MFRES", os.path.abspath("build/mfres"))
 TOOLS = os.environ.get("MFRES_TOOLS", os.path.abspath("build/tests"))
 MPIRUN = shlex.split(os.environ.get("MPIRUN", "mpirun --oversubscribe"))
+# odls_base_sigkill_timeout: when a rank exits non-zero, mpirun waits this
+# many seconds (default 1) before it kills the others; the error tests'
+# ranks all exit by themselves, so no wait (it saves a second a test).
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OPENBLAS_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none")
+           OPENBLAS_NUM_THREADS="1", OMPI_MCA_btl_vader_single_copy_mechanism="none",
+           OMPI_MCA_odls_base_sigkill_timeout="0")
 
 
 def mfres(*args, ranks=1, timeout=120, check=False):

@@ -364,7 +364,7 @@ def test_config_plans_a_run_before_it_is_queued(tmp_path):
     assert "; plan for 4 ranks on 2 node(s), 2 per node" in out
     step = float(re.search(r"^; step +([0-9.e+-]+) s", out, re.M).group(1))
     hours = float(re.search(r"([0-9.e+-]+) core-hours for 2 steps", out).group(1))
-    assert hours == pytest.approx(step * 2 * 4 / 3600, rel=1e-3)
+    assert hours == pytest.approx(step * 2 * 4 / 3600, rel=2e-3)  # both printed to 4 digits
     out = mfres("config", cfg, "--ranks", "1", check=True).stdout
     planned = float(re.search(r"^; memory per rank +([0-9.e+-]+) GiB", out, re.M).group(1))
     proc = subprocess.Popen([MFRES, "train", cfg, "--out", tmp_path / "run"], env=ENV,
@@ -378,3 +378,23 @@ def test_config_plans_a_run_before_it_is_queued(tmp_path):
     assert config.returncode == train.returncode == 2
     assert "mfres: error: the run does not fit: about " in train.stderr
     assert config.stderr == train.stderr and not os.path.exists(tmp_path / "big")
+
+
+def test_paths_beyond_their_limits_are_refused(tmp_path, small_config):
+    """A run directory of 192 characters (one more than [output] dir takes)
+    and a checkpoint path of 245 (one more than MPI-IO takes) are refused
+    with exit 2 before anything is created, naming the key or option and
+    its limit; the limits themselves work (test_nodes, on two nodes)."""
+    def padded(length):
+        path = str(tmp_path)
+        while len(path) < length - 40:
+            path = os.path.join(path, "d" * 30)
+        return os.path.join(path, "r" * (length - len(path) - 1))
+    proc = mfres("train", small_config, "--out", padded(192))
+    assert proc.returncode == 2
+    assert "[output] dir: a path of 192 characters; this key takes at most 191" in proc.stderr
+    proc = mfres("train", small_config, "--restart", padded(245), "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "--restart: a path of 245 characters; a file opened with MPI-IO may have at most " \
+           "244" in proc.stderr, proc.stderr
+    assert os.listdir(tmp_path) == ["small.ini"]

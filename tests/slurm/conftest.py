@@ -63,6 +63,8 @@ SchedulerParameters=sched_interval=2
 MpiDefault=pmix
 ReturnToService=2
 JobRequeue=1
+# Small, so that a study packs runs into array tasks to fit it.
+MaxArraySize=4
 KillWait=10
 MinJobAge=3600
 JobAcctGatherType=jobacct_gather/none

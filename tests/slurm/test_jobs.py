@@ -221,7 +221,8 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, *long, "--out", str(out)],
                           capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    array, analysis = re.search(r"array job (\d+) \(4 tasks\), analysis job (\d+)",
+    array, analysis = re.search(r"array job (\d+) \(4 tasks of up to 1 runs: the 4 of 4 runs "
+                                r"not finished\)\nmfres study: analysis job (\d+)",
                                 proc.stdout).groups()
     first = out / "L0004-M00000256" / "s001"
     wait_for_lines(first / "metrics.tsv", 2)
@@ -245,6 +246,40 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     assert summary["widths"] == [64, 256] and summary["seeds"] == 2
     assert marker.exists(), "the analysis job did not run the venv's python"
     assert "fluctuation exponent (output)" in open(out / f"analysis-{analysis}.out").read()
+
+
+def test_study_packs_runs_and_names_the_unfinished(cluster, tmp_path):
+    """6 runs (3 widths x 2 seeds) and the test cluster's MaxArraySize = 4:
+    2 runs per task, 3 tasks. One run cannot start (a file where its
+    checkpoints/ belongs): its task fails, and the analysis job, started
+    after the array whatever happened, fails naming that run instead of
+    staying pending. Submitted again after the fix, only that run is
+    queued, and the analysis runs."""
+    out = tmp_path / "study"
+    short = ["--set", "train.steps=30", "--set", "output.log_every=10"]
+    env = dict(cluster.env, MFRES_STUDY_WIDTHS="16 32 64", MFRES_STUDY_SEEDS="2",
+               MFRES_STUDY_SBATCH="-n 1")
+    bad = out / "L0004-M00000032" / "s002"
+    bad.mkdir(parents=True)
+    (bad / "checkpoints").write_text("not a folder\n")
+
+    def submit(tasks, per, queued):
+        proc = subprocess.run(["jobs/study.sh", "--submit", CONFIG, *short, "--out", str(out)],
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        return re.search(rf"array job (\d+) \({tasks} tasks of up to {per} runs: the {queued} "
+                         rf"of 6 runs not finished\)\nmfres study: analysis job (\d+)",
+                         proc.stdout).groups()
+
+    array, analysis = submit(3, 2, 6)
+    assert cluster.wait(analysis) == ["FAILED"]
+    assert sorted(cluster.wait(array)) == ["COMPLETED", "COMPLETED", "FAILED"]
+    log = open(out / f"analysis-{analysis}.out").read()
+    assert f"not analysed: 1 of 6 runs did not finish (submit again to run them):\n  {bad}" in log
+    (bad / "checkpoints").unlink()
+    array, analysis = submit(1, 1, 1)
+    assert cluster.wait(analysis) == ["COMPLETED"]
+    assert json.load(open(out / "analysis" / "summary.json"))["widths"] == [16, 32, 64]
 
 
 def test_scaling_sbatch_writes_one_table(cluster, tmp_path):
