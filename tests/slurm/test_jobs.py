@@ -248,15 +248,16 @@ def test_study_array_requeues_a_task_and_runs_the_analysis_after(cluster, tmp_pa
     assert "fluctuation exponent (output)" in open(out / f"analysis-{analysis}.out").read()
 
 
-def test_study_packs_runs_and_names_the_unfinished(cluster, tmp_path):
+def test_study_packs_runs_and_names_the_unfinished(cluster, tmp_path, seconds_per_step):
     """6 runs (3 widths x 2 seeds) and the test cluster's MaxArraySize = 4:
-    2 runs per task, 3 tasks. One run cannot start (a file where its
-    checkpoints/ belongs): its task fails, and the analysis job, started
-    after the array whatever happened, fails naming that run instead of
-    staying pending. Submitted again after the fix, only that run is
-    queued, and the analysis runs."""
+    2 runs per task, 3 tasks. The first task, preempted (SIGUSR1 to its
+    batch shell) in its first run, requeues and runs both. One run cannot
+    start (a file where its checkpoints/ belongs): its task fails, and the
+    analysis job, started after the array whatever happened, fails naming
+    that run instead of staying pending. Submitted again after the fix,
+    only that run is queued, and the analysis runs."""
     out = tmp_path / "study"
-    short = ["--set", "train.steps=30", "--set", "output.log_every=10"]
+    short, steps = lasting(3, seconds_per_step, 500)
     env = dict(cluster.env, MFRES_STUDY_WIDTHS="16 32 64", MFRES_STUDY_SEEDS="2",
                MFRES_STUDY_SBATCH="-n 1")
     bad = out / "L0004-M00000032" / "s002"
@@ -272,10 +273,15 @@ def test_study_packs_runs_and_names_the_unfinished(cluster, tmp_path):
                          proc.stdout).groups()
 
     array, analysis = submit(3, 2, 6)
+    first = out / "L0004-M00000064" / "s001"
+    wait_for_lines(first / "metrics.tsv", 2)
+    cluster.run(["scancel", "--signal=USR1", "--batch", f"{array}_0"], check=True)
     assert cluster.wait(analysis) == ["FAILED"]
     assert sorted(cluster.wait(array)) == ["COMPLETED", "COMPLETED", "FAILED"]
     log = open(out / f"analysis-{analysis}.out").read()
     assert f"not analysed: 1 of 6 runs did not finish (submit again to run them):\n  {bad}" in log
+    assert "requeueing" in job_log(first) and "restarting from" in job_log(first)
+    assert metrics(out / "L0004-M00000064" / "s002")["step"][-1] == steps
     (bad / "checkpoints").unlink()
     array, analysis = submit(1, 1, 1)
     assert cluster.wait(analysis) == ["COMPLETED"]
