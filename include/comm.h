@@ -71,6 +71,18 @@ void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
 MPI_Comm comm_node(MPI_Comm comm);
 void comm_free(MPI_Comm *comm);
 
+/* One rank per node (the lowest of comm on it), in comm's order, so that
+ * comm's rank 0 is its rank 0; MPI_COMM_NULL on the other ranks. Free with
+ * comm_free where not null. Collective. */
+MPI_Comm comm_node_leaders(MPI_Comm comm);
+
+/* Every rank's `bytes` bytes, in rank order, into recv on root.
+ * Collective. */
+void comm_gather_bytes(const void *send, int bytes, void *recv, int root, MPI_Comm comm);
+
+/* The MPI library's name and version (its first line) into out. */
+void comm_library(char *out, size_t len);
+
 /* Memory that every rank of node can read and write: this rank's segment
  * of bytes (page aligned, its own pages), the whole window open for direct
  * loads and stores (a passive epoch on every rank) until comm_shared_free.

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "log.h"
 #include "timer.h"
@@ -155,6 +156,28 @@ MPI_Comm comm_node(MPI_Comm comm)
 }
 
 void comm_free(MPI_Comm *comm) { MPI_Comm_free(comm); }
+
+MPI_Comm comm_node_leaders(MPI_Comm comm)
+{
+    MPI_Comm node = comm_node(comm), leaders;
+    const int leader = comm_rank(node) == 0;
+    comm_free(&node);
+    MPI_Comm_split(comm, leader ? 0 : MPI_UNDEFINED, comm_rank(comm), &leaders);
+    return leaders;
+}
+
+void comm_gather_bytes(const void *send, int bytes, void *recv, int root, MPI_Comm comm)
+{
+    MPI_Gather(send, bytes, MPI_BYTE, recv, bytes, MPI_BYTE, root, comm);
+}
+
+void comm_library(char *out, size_t len)
+{
+    char text[MPI_MAX_LIBRARY_VERSION_STRING];
+    int n = 0;
+    MPI_Get_library_version(text, &n);
+    snprintf(out, len, "%.*s", (int)strcspn(text, "\n,"), text);
+}
 
 void *comm_shared_alloc(size_t bytes, MPI_Comm node, MPI_Win *win)
 {

@@ -53,16 +53,20 @@ void manifest_build(int argc, char **argv, MPI_Comm comm)
     gethostname(mine, FIELD - 1);
     cpu_model(mine + FIELD, FIELD);
     const int ranks = comm_size(comm), root = comm_rank(comm) == 0;
-    char *all = root ? xmalloc((size_t)ranks * sizeof mine) : NULL;
-    MPI_Gather(mine, (int)sizeof mine, MPI_CHAR, all, (int)sizeof mine, MPI_CHAR, 0, comm);
+    /* One rank per node says its host and CPU: nodes of one job share both. */
+    MPI_Comm leaders = comm_node_leaders(comm);
+    int nodes = 0;
+    char *all = NULL;
+    if (leaders != MPI_COMM_NULL) {
+        nodes = comm_size(leaders);
+        all = root ? xmalloc((size_t)nodes * sizeof mine) : NULL;
+        comm_gather_bytes(mine, (int)sizeof mine, all, 0, leaders);
+        comm_free(&leaders);
+    }
     if (root) {
-        char hosts[4096] = "", cpus[1024] = "", command[2048] = "";
-        char mpi[MPI_MAX_LIBRARY_VERSION_STRING];
-        int nodes = 0, n = 0;
-        for (int r = 0; r < ranks; r++) {
-            const size_t before = strlen(hosts);
+        char hosts[4096] = "", cpus[1024] = "", command[2048] = "", mpi[256];
+        for (int r = 0; r < nodes; r++) {
             add_unique(hosts, sizeof hosts, all + (size_t)r * sizeof mine, " ");
-            nodes += strlen(hosts) != before;
             add_unique(cpus, sizeof cpus, all + (size_t)r * sizeof mine + FIELD, "; ");
         }
         free(all);
@@ -70,8 +74,7 @@ void manifest_build(int argc, char **argv, MPI_Comm comm)
             const size_t used = strlen(command);
             snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "", argv[i]);
         }
-        MPI_Get_library_version(mpi, &n);
-        mpi[strcspn(mpi, "\n,")] = 0;
+        comm_library(mpi, sizeof mpi);
         const char *job = getenv("SLURM_JOB_ID"), *array = getenv("SLURM_ARRAY_JOB_ID"),
                    *task = getenv("SLURM_ARRAY_TASK_ID");
         char slurm[64] = "none";

@@ -92,7 +92,8 @@ def one_rank(tmp_path_factory):
 @pytest.mark.parametrize("share", ["off", "node"])
 def test_two_nodes_equal_one_rank(shared, one_rank, share):
     """2 nodes x 2 ranks, work sharing within each node or none: every
-    checkpoint and metrics row the same bits as on one rank."""
+    checkpoint and metrics row the same bits as on one rank; the manifest
+    names both nodes."""
     ref, cfg = one_rank, os.path.join(shared, "small.ini")
     run = os.path.join(shared, "run")
     out = on_nodes("node1:2,node2:2", shared, MFRES, "train", cfg, "--set",
@@ -100,6 +101,8 @@ def test_two_nodes_equal_one_rank(shared, one_rank, share):
                    "--out", run)
     assert "ranks 4" in out
     assert ("work sharing:" in out) == (share == "node")
+    manifest = open(os.path.join(run, "manifest.txt")).read()
+    assert "\nranks: 4\nnodes: 2\nhosts: node1 node2\n" in manifest, manifest
     for step in (20, 40):
         assert_same_datasets(ckpt(ref, step), ckpt(run, step))
     assert_same_metrics(ref, run)
