@@ -35,12 +35,19 @@ struct plan {
 void plan_estimate(const struct mf_config *cfg, int ranks, int nodes, struct plan *p);
 
 /* 0 when a node of node_memory bytes holds its share; else -1 with a
- * message naming the sizes and the keys. */
-int plan_check_memory(const struct plan *p, double node_memory, const char *host, char *err,
-                      size_t errlen);
+ * message naming the sizes, the keys and where node_memory came from
+ * (source). */
+int plan_check_memory(const struct plan *p, double node_memory, const char *host,
+                      const char *source, char *err, size_t errlen);
 
 /* This machine's memory in bytes (0 when unknown). */
 double plan_node_memory(void);
+
+/* The memory this job may use on this node: the machine's, or less when
+ * Slurm says so (SLURM_MEM_PER_NODE, or SLURM_MEM_PER_CPU times
+ * SLURM_CPUS_ON_NODE, as --mem and --mem-per-cpu set them); source says
+ * which. Cgroup limits set otherwise are not read. */
+double plan_job_memory(char *source, size_t len);
 
 /* Seconds per training step of cfg on `ranks` ranks, from a few steps of
  * the same model with fewer particles on this process alone, scaled to

@@ -205,8 +205,9 @@ static int fits_on_nodes(const struct mf_config *cfg, char *err, size_t errlen, 
     plan.ranks_per_node = here, plan.node = here * plan.rank;
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
-    const int ok = !leader || plan_check_memory(&plan, plan_node_memory(), host, err,
-                                                errlen) == 0;
+    char source[128];
+    const double memory = plan_job_memory(source, sizeof source);
+    const int ok = !leader || plan_check_memory(&plan, memory, host, source, err, errlen) == 0;
     return comm_agree(ok, err, errlen, comm) == 0;
 }
 
@@ -364,7 +365,8 @@ int cmd_config(int argc, char **argv, MPI_Comm comm)
         char host[64] = "?";
         gethostname(host, sizeof host - 1);
         plan_estimate(&cfg, args.ranks, args.nodes ? args.nodes : 1, &plan);
-        status = plan_check_memory(&plan, plan_node_memory(), host, err, sizeof err);
+        status = plan_check_memory(&plan, plan_node_memory(), host, "its memory", err,
+                                   sizeof err);
         comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
     }
     if (comm_rank(comm) == 0) {

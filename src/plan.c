@@ -5,6 +5,7 @@
 
 #include <mpi.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,18 +42,18 @@ void plan_estimate(const struct mf_config *cfg, int ranks, int nodes, struct pla
 
 static double gib(double bytes) { return bytes / 1073741824.0; }
 
-int plan_check_memory(const struct plan *p, double node_memory, const char *host, char *err,
-                      size_t errlen)
+int plan_check_memory(const struct plan *p, double node_memory, const char *host,
+                      const char *source, char *err, size_t errlen)
 {
     if (node_memory <= 0 || p->node <= node_memory)
         return 0;
     snprintf(err, errlen,
              "the run does not fit: about %.3g GiB per node (%d ranks x %.3g GiB: %.3g GiB of "
              "particle state, 8 (2 model.dim + 1) model.layers model.width bytes over %d ranks, "
-             "and %.3g GiB of buffers and runtime), and %s has %.3g GiB; spread it over more "
-             "nodes, or lower model.width",
+             "and %.3g GiB of buffers and runtime), and %s has %.3g GiB (%s); spread it over "
+             "more nodes, or lower model.width",
              gib(p->node), p->ranks_per_node, gib(p->rank), gib(p->state), p->ranks,
-             gib(p->buffers + PLAN_RANK_BASE), host, gib(node_memory));
+             gib(p->buffers + PLAN_RANK_BASE), host, gib(node_memory), source);
     return -1;
 }
 
@@ -60,6 +61,33 @@ double plan_node_memory(void)
 {
     const long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
     return pages > 0 && size > 0 ? (double)pages * (double)size : 0;
+}
+
+/* A positive integer from the environment, else 0. */
+static double env_number(const char *name)
+{
+    const char *text = getenv(name);
+    char *end = NULL;
+    const double v = text ? strtod(text, &end) : 0;
+    return end && end != text && !*end && v > 0 ? v : 0;
+}
+
+double plan_job_memory(char *source, size_t len)
+{
+    double memory = plan_node_memory();
+    snprintf(source, len, "its memory");
+    const double per_node = env_number("SLURM_MEM_PER_NODE"), per_cpu =
+        env_number("SLURM_MEM_PER_CPU"), cpus = env_number("SLURM_CPUS_ON_NODE");
+    if (per_node > 0 && per_node * 1048576 < memory) {
+        memory = per_node * 1048576;
+        snprintf(source, len, "the job's share, SLURM_MEM_PER_NODE = %.0f MiB", per_node);
+    }
+    if (per_cpu > 0 && cpus > 0 && per_cpu * cpus * 1048576 < memory) {
+        memory = per_cpu * cpus * 1048576;
+        snprintf(source, len, "the job's share, SLURM_MEM_PER_CPU = %.0f MiB x %.0f CPUs",
+                 per_cpu, cpus);
+    }
+    return memory;
 }
 
 double plan_probe_step(const struct mf_config *cfg, int ranks)

@@ -358,7 +358,8 @@ def test_config_plans_a_run_before_it_is_queued(tmp_path):
     which the peak RSS of the run matches within 25% (here 1 rank, 2·10^6
     particles), and core-hours = steps x probed step x ranks. A run no node
     can hold is refused by config and by train with the same message, exit
-    2, before anything is allocated or created."""
+    2, before anything is allocated or created; so is one beyond the Slurm
+    job's memory."""
     cfg = write_config(tmp_path / "p.ini", PLAN_CONFIG)
     out = mfres("config", cfg, "--ranks", "4", "--nodes", "2", check=True).stdout
     assert "; plan for 4 ranks on 2 node(s), 2 per node" in out
@@ -378,6 +379,11 @@ def test_config_plans_a_run_before_it_is_queued(tmp_path):
     assert config.returncode == train.returncode == 2
     assert "mfres: error: the run does not fit: about " in train.stderr
     assert config.stderr == train.stderr and not os.path.exists(tmp_path / "big")
+    # In a Slurm job, the job's share of the node (--mem sets it) is the limit.
+    small = subprocess.run([MFRES, "train", cfg, "--out", tmp_path / "small"], text=True,
+                           capture_output=True, env=dict(ENV, SLURM_MEM_PER_NODE="64"))
+    assert small.returncode == 2 and "(the job's share, SLURM_MEM_PER_NODE = 64 MiB)" in \
+        small.stderr, small.stderr
 
 
 def test_paths_beyond_their_limits_are_refused(tmp_path, small_config):
