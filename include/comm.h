@@ -71,9 +71,14 @@ void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
 MPI_Comm comm_node(MPI_Comm comm);
 void comm_free(MPI_Comm *comm);
 
-/* One rank per node (the lowest of comm on it), in comm's order, so that
- * comm's rank 0 is its rank 0; MPI_COMM_NULL on the other ranks. Free with
- * comm_free where not null. Collective. */
+/* Nonzero on one rank per node, the lowest of comm there (comm's rank 0
+ * is one); ranks_here, if not NULL, receives the number of comm's ranks on
+ * this node. Collective. */
+int comm_node_leader(MPI_Comm comm, int *ranks_here);
+
+/* The ranks comm_node_leader picks, in comm's order, so that comm's rank 0
+ * is its rank 0; MPI_COMM_NULL on the other ranks. Free with comm_free
+ * where not null. Collective. */
 MPI_Comm comm_node_leaders(MPI_Comm comm);
 
 /* Every rank's `bytes` bytes, in rank order, into recv on root.

@@ -17,12 +17,10 @@ struct mf_config;
 /* Bytes, from the sizes of the arrays mfres allocates (src/README.md,
  * "Memory"). */
 struct plan {
-    int ranks, nodes, ranks_per_node;
-    double particles;
+    int ranks, nodes, ranks_per_node; /* ranks_per_node: on the fullest node */
     double state;      /* particle state of one rank: 8 (2D + 1) L M / ranks */
     double buffers;    /* batch pass, evaluation, exact sums and data, per rank */
     double rank;       /* state + buffers + PLAN_RANK_BASE */
-    double node;       /* ranks_per_node x rank */
     double checkpoint; /* one checkpoint file */
 };
 
@@ -34,11 +32,11 @@ struct plan {
  * nodes. */
 void plan_estimate(const struct mf_config *cfg, int ranks, int nodes, struct plan *p);
 
-/* 0 when a node of node_memory bytes holds its share; else -1 with a
- * message naming the sizes, the keys and where node_memory came from
- * (source). */
-int plan_check_memory(const struct plan *p, double node_memory, const char *host,
-                      const char *source, char *err, size_t errlen);
+/* 0 when a node of node_memory bytes holds the share of `ranks_here` ranks;
+ * else -1 with a message naming the sizes, the keys and where node_memory
+ * came from (source). */
+int plan_check_memory(const struct plan *p, int ranks_here, double node_memory,
+                      const char *host, const char *source, char *err, size_t errlen);
 
 /* This machine's memory in bytes (0 when unknown). */
 double plan_node_memory(void);

@@ -195,19 +195,18 @@ static int resolve_restart(struct mf_config *cfg, const char *path,
  * checked by one rank per node; else 0 with the message in err. Collective. */
 static int fits_on_nodes(const struct mf_config *cfg, char *err, size_t errlen, MPI_Comm comm)
 {
-    MPI_Comm node = comm_node(comm);
-    const int leader = comm_rank(node) == 0, here = comm_size(node);
-    comm_free(&node);
+    int here;
+    const int leader = comm_node_leader(comm, &here);
     double nodes = leader;
     comm_sum(&nodes, 1, comm);
     struct plan plan;
     plan_estimate(cfg, comm_size(comm), (int)nodes, &plan);
-    plan.ranks_per_node = here, plan.node = here * plan.rank;
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
     char source[128];
     const double memory = plan_job_memory(source, sizeof source);
-    const int ok = !leader || plan_check_memory(&plan, memory, host, source, err, errlen) == 0;
+    const int ok =
+        !leader || plan_check_memory(&plan, here, memory, host, source, err, errlen) == 0;
     return comm_agree(ok, err, errlen, comm) == 0;
 }
 
@@ -365,8 +364,8 @@ int cmd_config(int argc, char **argv, MPI_Comm comm)
         char host[64] = "?";
         gethostname(host, sizeof host - 1);
         plan_estimate(&cfg, args.ranks, args.nodes ? args.nodes : 1, &plan);
-        status = plan_check_memory(&plan, plan_node_memory(), host, "its memory", err,
-                                   sizeof err);
+        status = plan_check_memory(&plan, plan.ranks_per_node, plan_node_memory(), host,
+                                   "its memory", err, sizeof err);
         comm_agree_or_exit(status == 0, err, MF_EXIT_USAGE, comm);
     }
     if (comm_rank(comm) == 0) {

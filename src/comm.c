@@ -157,12 +157,21 @@ MPI_Comm comm_node(MPI_Comm comm)
 
 void comm_free(MPI_Comm *comm) { MPI_Comm_free(comm); }
 
+int comm_node_leader(MPI_Comm comm, int *ranks_here)
+{
+    MPI_Comm node = comm_node(comm);
+    const int leader = comm_rank(node) == 0;
+    if (ranks_here)
+        *ranks_here = comm_size(node);
+    comm_free(&node);
+    return leader;
+}
+
 MPI_Comm comm_node_leaders(MPI_Comm comm)
 {
-    MPI_Comm node = comm_node(comm), leaders;
-    const int leader = comm_rank(node) == 0;
-    comm_free(&node);
-    MPI_Comm_split(comm, leader ? 0 : MPI_UNDEFINED, comm_rank(comm), &leaders);
+    MPI_Comm leaders;
+    MPI_Comm_split(comm, comm_node_leader(comm, NULL) ? 0 : MPI_UNDEFINED, comm_rank(comm),
+                   &leaders);
     return leaders;
 }
 

@@ -28,31 +28,30 @@ void plan_estimate(const struct mf_config *cfg, int ranks, int nodes, struct pla
     p->ranks = ranks;
     p->nodes = nodes < 1 ? 1 : nodes > ranks ? ranks : nodes;
     p->ranks_per_node = (ranks + p->nodes - 1) / p->nodes;
-    p->particles = L * M;
     p->state = 8 * (2 * D + 1) * L * M / ranks;
     p->buffers = 8 * ((L + 5) * B * D           /* the batch pass */
                       + 4 * n * D              /* the evaluation's states */
                       + 5 * (n > B ? n : B) * D /* exact sums: a double and 4 limbs */
                       + (n_train + n_test) * ((double)cfg->data.input_dim + y));
     p->rank = p->state + p->buffers + PLAN_RANK_BASE;
-    p->node = p->ranks_per_node * p->rank;
     p->checkpoint = L * M * (8 * (2 * D + 1) + 12) +
                     8 * (n_train + n_test) * ((double)cfg->data.input_dim + y) + 65536;
 }
 
 static double gib(double bytes) { return bytes / 1073741824.0; }
 
-int plan_check_memory(const struct plan *p, double node_memory, const char *host,
-                      const char *source, char *err, size_t errlen)
+int plan_check_memory(const struct plan *p, int ranks_here, double node_memory,
+                      const char *host, const char *source, char *err, size_t errlen)
 {
-    if (node_memory <= 0 || p->node <= node_memory)
+    const double node = ranks_here * p->rank;
+    if (node_memory <= 0 || node <= node_memory)
         return 0;
     snprintf(err, errlen,
              "the run does not fit: about %.3g GiB per node (%d ranks x %.3g GiB: %.3g GiB of "
              "particle state, 8 (2 model.dim + 1) model.layers model.width bytes over %d ranks, "
              "and %.3g GiB of buffers and runtime), and %s has %.3g GiB (%s); spread it over "
              "more nodes, or lower model.width",
-             gib(p->node), p->ranks_per_node, gib(p->rank), gib(p->state), p->ranks,
+             gib(node), ranks_here, gib(p->rank), gib(p->state), p->ranks,
              gib(p->buffers + PLAN_RANK_BASE), host, gib(node_memory), source);
     return -1;
 }
@@ -122,12 +121,13 @@ void plan_print(const struct mf_config *cfg, const struct plan *p, double step_s
 {
     fprintf(out, "\n; plan for %d ranks on %d node(s), %d per node\n", p->ranks, p->nodes,
             p->ranks_per_node);
-    fprintf(out, "; particles         %.6g (L = %lld, M = %lld)\n", p->particles,
-            (long long)cfg->model.layers, (long long)cfg->model.width);
+    fprintf(out, "; particles         %.6g (L = %lld, M = %lld)\n",
+            (double)cfg->model.layers * (double)cfg->model.width, (long long)cfg->model.layers,
+            (long long)cfg->model.width);
     fprintf(out, "; memory per rank   %.3g GiB (particle state %.3g, buffers %.3g, runtime "
             "%.3g)\n", gib(p->rank), gib(p->state), gib(p->buffers), gib(PLAN_RANK_BASE));
-    fprintf(out, "; memory per node   %.3g GiB (this machine has %.3g GiB)\n", gib(p->node),
-            gib(plan_node_memory()));
+    fprintf(out, "; memory per node   %.3g GiB (this machine has %.3g GiB)\n",
+            gib(p->ranks_per_node * p->rank), gib(plan_node_memory()));
     fprintf(out, "; checkpoint        %.3g GiB per file\n", gib(p->checkpoint));
     if (step_seconds > 0) {
         const double hours = step_seconds * (double)cfg->train.steps / 3600;

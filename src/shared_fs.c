@@ -51,9 +51,7 @@ static int probe_file(const char *path, struct file_id *id, char *err, size_t er
 int shared_fs_check_file(const char *what, const char *path, char *err, size_t errlen,
                          MPI_Comm comm)
 {
-    MPI_Comm node = comm_node(comm);
-    const int leader = comm_rank(node) == 0;
-    comm_free(&node);
+    const int leader = comm_node_leader(comm, NULL);
     struct file_id mine = {0}, first = {0};
     char problem[MF_ERR_MAX / 2] = "";
     int ok = !leader || probe_file(path, &mine, problem, sizeof problem) == 0;
@@ -83,9 +81,7 @@ struct probe {
 
 int shared_fs_check_dir(const char *dir, char *err, size_t errlen, MPI_Comm comm)
 {
-    MPI_Comm node = comm_node(comm);
-    const int leader = comm_rank(node) == 0, root = comm_rank(comm) == 0;
-    comm_free(&node);
+    const int leader = comm_node_leader(comm, NULL), root = comm_rank(comm) == 0;
     struct probe p;
     memset(&p, 0, sizeof p);
     char problem[MF_ERR_MAX / 2] = "";
