@@ -78,12 +78,10 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
     }
 }
 
-/* Exact sums of `count` doubles, gathered chunk by chunk: sums_begin zeroes
- * the accumulator, chunk_sums hands out a zeroed buffer for one chunk's
- * sums, sums_add adds them, sums_end reduces over the ranks. */
-void model_reserve(struct mf_model *m, int64_t rows)
+/* Room for the exact sums of `count` doubles (a double and EXACT_STATE's
+ * limbs each), kept from pass to pass. */
+static void reserve_sums(struct mf_model *m, int64_t count)
 {
-    const int64_t count = rows * m->particles.dim;
     if (count <= m->sums_size)
         return;
     const char *what = "the exact sums of a pass (5 x the larger of train.batch, data.samples "
@@ -95,9 +93,17 @@ void model_reserve(struct mf_model *m, int64_t rows)
     m->sums_size = count;
 }
 
+void model_reserve(struct mf_model *m, int64_t rows)
+{
+    reserve_sums(m, rows * m->particles.dim);
+}
+
+/* Exact sums of `count` doubles, gathered chunk by chunk: sums_begin zeroes
+ * the accumulator, chunk_sums hands out a zeroed buffer for one chunk's
+ * sums, sums_add adds them, sums_end reduces over the ranks. */
 static void sums_begin(struct mf_model *m, int64_t count)
 {
-    model_reserve(m, (count + m->particles.dim - 1) / m->particles.dim);
+    reserve_sums(m, count);
     memset(m->acc, 0, (size_t)exact_size(&EXACT_STATE, count) * sizeof *m->acc);
 }
 
