@@ -15,6 +15,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* The largest manifest kept (the host list is cut to fit). */
 #define MANIFEST_MAX 8192
@@ -25,6 +26,9 @@ void manifest_build(int argc, char **argv, MPI_Comm comm);
 
 /* The manifest built, or "" (tools and tests that built none). */
 const char *manifest_text(void);
+
+/* A manifest's lines, as "  key          value", to out. */
+void manifest_print(const char *text, FILE *out);
 
 /* The bit-relevant facts (kernels, blas, build) of a stored manifest that
  * differ from this run's, as "kernels avx512 -> avx2; blas ..." in what.

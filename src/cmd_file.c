@@ -14,6 +14,7 @@
 #include "data.h"
 #include "history.h"
 #include "log.h"
+#include "manifest.h"
 #include "model.h"
 #include "outputs.h"
 #include "train.h"
@@ -72,14 +73,9 @@ int cmd_info(int argc, char **argv, MPI_Comm comm)
         printf("loss       no rows yet\n");
     }
     history_free(&h);
-    if (hdr.manifest[0]) { /* "key: value" lines, aligned as the lines above */
+    if (hdr.manifest[0]) {
         printf("written on\n");
-        for (const char *line = hdr.manifest; *line;) {
-            const size_t end = strcspn(line, "\n"), key = strcspn(line, ":");
-            printf("  %-12.*s %.*s\n", (int)key, line, key + 2 <= end ? (int)(end - key - 2) : 0,
-                   line + key + 2);
-            line += end + (line[end] == '\n');
-        }
+        manifest_print(hdr.manifest, stdout);
     }
     return MF_EXIT_OK;
 }

@@ -33,7 +33,14 @@ static void cpu_model(char *out, size_t len)
         fclose(f);
 }
 
-/* Append item to a space-separated list unless it is there already. */
+/* Append item to a list of items separated by sep (cut at len). */
+static void append(char *list, size_t len, const char *item, const char *sep)
+{
+    const size_t used = strlen(list);
+    snprintf(list + used, len - used, "%s%s", used ? sep : "", item);
+}
+
+/* The same, unless item is in the list already. */
 static void add_unique(char *list, size_t len, const char *item, const char *sep)
 {
     for (const char *at = strstr(list, item); at; at = strstr(at + 1, item)) {
@@ -42,8 +49,7 @@ static void add_unique(char *list, size_t len, const char *item, const char *sep
             (!at[n] || !strncmp(at + n, sep, strlen(sep))))
             return;
     }
-    const size_t used = strlen(list);
-    snprintf(list + used, len - used, "%s%s", used ? sep : "", item);
+    append(list, len, item, sep);
 }
 
 void manifest_build(int argc, char **argv, MPI_Comm comm)
@@ -66,14 +72,12 @@ void manifest_build(int argc, char **argv, MPI_Comm comm)
     if (root) {
         char hosts[4096] = "", cpus[1024] = "", command[2048] = "", mpi[256];
         for (int r = 0; r < nodes; r++) {
-            add_unique(hosts, sizeof hosts, all + (size_t)r * sizeof mine, " ");
+            append(hosts, sizeof hosts, all + (size_t)r * sizeof mine, " ");
             add_unique(cpus, sizeof cpus, all + (size_t)r * sizeof mine + FIELD, "; ");
         }
         free(all);
-        for (int i = 0; i < argc; i++) {
-            const size_t used = strlen(command);
-            snprintf(command + used, sizeof command - used, "%s%s", i ? " " : "", argv[i]);
-        }
+        for (int i = 0; i < argc; i++)
+            append(command, sizeof command, argv[i], " ");
         comm_library(mpi, sizeof mpi);
         const char *job = getenv("SLURM_JOB_ID"), *array = getenv("SLURM_ARRAY_JOB_ID"),
                    *task = getenv("SLURM_ARRAY_TASK_ID");
@@ -97,19 +101,42 @@ void manifest_build(int argc, char **argv, MPI_Comm comm)
 
 const char *manifest_text(void) { return manifest; }
 
-/* The value of the line "key: value" of text into out ("" when absent). */
+/* One "key: value" line of a manifest, as lengths into it. */
+struct entry {
+    const char *key, *value;
+    int key_len, value_len;
+};
+
+/* The entry at *at, moving *at to the next line; 0 at the end. */
+static int next_entry(const char **at, struct entry *e)
+{
+    const char *line = *at;
+    if (!*line)
+        return 0;
+    const size_t end = strcspn(line, "\n"), colon = strcspn(line, ":");
+    const size_t value = colon + 2 <= end ? colon + 2 : end;
+    *e = (struct entry){line, line + value, (int)(colon < end ? colon : end), (int)(end - value)};
+    *at = line + end + (line[end] == '\n');
+    return 1;
+}
+
+/* The value of key in text into out ("" when absent). */
 static void value_of(const char *text, const char *key, char *out, size_t len)
 {
-    const size_t n = strlen(key);
+    struct entry e;
     out[0] = 0;
-    for (const char *line = text; *line;) {
-        const size_t end = strcspn(line, "\n");
-        if (end > n + 1 && !strncmp(line, key, n) && line[n] == ':' && line[n + 1] == ' ') {
-            snprintf(out, len, "%.*s", (int)(end - n - 2), line + n + 2);
+    while (next_entry(&text, &e))
+        if (e.key_len == (int)strlen(key) && !strncmp(e.key, key, (size_t)e.key_len)) {
+            snprintf(out, len, "%.*s", e.value_len, e.value);
             return;
         }
-        line += end + (line[end] == '\n');
-    }
+}
+
+void manifest_print(const char *text, FILE *out)
+{
+    struct entry e;
+    while (next_entry(&text, &e))
+        fprintf(out, "  %-12.*s %.*s\n", e.key_len, e.key, e.value_len, e.value);
 }
 
 int manifest_differences(const char *stored, char *what, size_t len)
