@@ -242,6 +242,12 @@ mfres_study_dir() {
     printf '%s/L%04d-M%08d/s%03d\n' "$out" "$3" "$4" "$5"
 }
 
+# mfres_run_finished DIR STEPS: whether the run in DIR has its final
+# checkpoint (after STEPS steps).
+mfres_run_finished() {
+    [ -e "$1/checkpoints/ckpt-$(printf %08d "$2").h5" ]
+}
+
 # mfres_study_args OUT SCHEME L M s: the `mfres train` options of one run of
 # a study; it trains into mfres_study_dir.
 mfres_study_args() {

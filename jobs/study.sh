@@ -100,7 +100,7 @@ fi
 unfinished() {
     local scheme L M s
     while read -r scheme L M s; do
-        [ -e "$(mfres_study_dir "$out" "$scheme" "$L" "$M" "$s")/checkpoints/ckpt-$(printf %08d "$steps").h5" ] ||
+        mfres_run_finished "$(mfres_study_dir "$out" "$scheme" "$L" "$M" "$s")" "$steps" ||
             echo "$scheme $L $M $s"
     done <<< "$grid"
 }
@@ -162,7 +162,7 @@ mfres_launcher
 while read -r scheme L M s; do
     mapfile -t set < <(mfres_study_args "$out" "$scheme" "$L" "$M" "$s")
     dir=${set[-1]}
-    if [ -e "$dir/checkpoints/ckpt-$(printf %08d "$steps").h5" ]; then
+    if mfres_run_finished "$dir" "$steps"; then
         echo "mfres study: $dir finished; skipped"
         continue
     fi
