@@ -125,7 +125,7 @@ endif
 PATH_SOURCES := kernels exact
 LIB_SRC := $(filter-out src/main.c $(PATH_SOURCES:%=src/%.c),$(wildcard src/*.c))
 LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o) \
-           $(foreach s,$(PATH_SOURCES),$(KERNEL_PATHS:%=$(BUILD)/obj/$(s)-%.o))
+           $(foreach s,$(PATH_SOURCES) kernels_f32,$(KERNEL_PATHS:%=$(BUILD)/obj/$(s)-%.o))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(wildcard tests/unit/test_*.c))
 TOOLS := $(patsubst tests/tools/%.c,$(BUILD)/tests/%,$(wildcard tests/tools/*.c))
 
@@ -162,13 +162,16 @@ $(BUILD)/obj/kernel_path.o: ALL_CFLAGS += $(BASELINE) -DMF_TARGET_ISA='"$(strip 
 # share of a D = 16 step smaller on a Xeon (src/README.md).
 PATH_FLAGS_kernels := -fno-trapping-math -ffp-contract=fast
 PATH_FLAGS_exact := -fno-trapping-math
+# kernels.c is compiled twice per path, in double and (kernels_f32) in single
+# precision.
 define path_rule
-$(BUILD)/obj/$(1)-%.o: src/$(1).c | $(BUILD)/obj $(BUILD)/deps.ok
-	@echo "  CC      $$< ($$*)"
-	$(Q)$(MPICC) $(ALL_CFLAGS) $(PATH_FLAGS_$(1)) $$(KERNEL_ISA_$$*) \
+$(BUILD)/obj/$(1)-%.o: src/$(2).c | $(BUILD)/obj $(BUILD)/deps.ok
+	@echo "  CC      $$< ($$*$(3))"
+	$(Q)$(MPICC) $(ALL_CFLAGS) $(PATH_FLAGS_$(2)) $$(KERNEL_ISA_$$*) $(4) \
 	    $$(if $$(filter-out generic,$$*),-DMF_KERNEL_PATH=$$*) -MMD -MP -c $$< -o $$@
 endef
-$(foreach s,$(PATH_SOURCES),$(eval $(call path_rule,$(s))))
+$(foreach s,$(PATH_SOURCES),$(eval $(call path_rule,$(s),$(s))))
+$(eval $(call path_rule,kernels_f32,kernels, float,-DMF_REAL_FLOAT))
 
 $(BUILD)/libmfres.a: $(LIB_OBJ)
 	$(Q)rm -f $@ && ar rcs $@ $^

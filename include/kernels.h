@@ -29,7 +29,8 @@
  * The same on every rank and machine. */
 int64_t kernels_row_block(int dim);
 
-/* Doubles of workspace a kernel call needs for chunks of up to cm particles. */
+/* Values (doubles, or floats for the _f32 kernels) of workspace a kernel
+ * call needs for chunks of up to cm particles. */
 int64_t kernels_workspace(int64_t cm);
 
 /* s = sigma(a), ds = sigma'(a) elementwise; ds may be NULL. s may be a (in
@@ -52,6 +53,16 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
                       int64_t cm, const double *U, const double *W, const double *bias,
                       double *dP, double *gu, double *gw, double *gb, double *work);
 
+/* The same three in single precision, for model.precision = mixed: every
+ * argument a float, the arithmetic in floats (sums over a chunk's particles
+ * or a block's samples included); tanh within 4e-7 relative of libm's. */
+void kernels_activate_f32(int activation, int64_t n, const float *a, float *s, float *ds);
+void kernels_forward_f32(int activation, int64_t n, int dim, const float *X, int64_t cm,
+                         const float *U, const float *W, const float *bias, float *drift,
+                         float *work);
+void kernels_backward_f32(int activation, int64_t n, int dim, const float *X, const float *P,
+                          int64_t cm, const float *U, const float *W, const float *bias,
+                          float *dP, float *gu, float *gw, float *gb, float *work);
 
 /* ---- Kernel paths ----
  * The binary holds the kernels compiled for several instruction sets (on
@@ -60,6 +71,15 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
  * Paths agree to rounding (about 1e-16 relative), not to the bit: a run's
  * bits are reproducible for one path. */
 struct exact_format;
+struct kernel_ops_f32 {
+    void (*activate)(int activation, int64_t n, const float *a, float *s, float *ds);
+    void (*forward)(int activation, int64_t n, int dim, const float *X, int64_t cm,
+                    const float *U, const float *W, const float *bias, float *drift,
+                    float *work);
+    void (*backward)(int activation, int64_t n, int dim, const float *X, const float *P,
+                     int64_t cm, const float *U, const float *W, const float *bias, float *dP,
+                     float *gu, float *gw, float *gb, float *work);
+};
 struct kernel_path {
     const char *name;
     void (*activate)(int activation, int64_t n, const double *a, double *s, double *ds);
@@ -71,10 +91,11 @@ struct kernel_path {
                      double *dP, double *gu, double *gw, double *gb, double *work);
     /* exact_add (exact.h), whose limb loops are the other hot code */
     void (*exact_add)(const struct exact_format *f, int64_t *acc, const double *x, int64_t n);
+    const struct kernel_ops_f32 *f32; /* the same path's single-precision kernels */
 };
 
 /* The files compiled once per path (the Makefile's PATH_SOURCES: kernels.c,
- * exact.c) get the path's name as MF_KERNEL_PATH and name what they compile
+ * also as kernels_f32 with MF_REAL_FLOAT, and exact.c) get the path's name as MF_KERNEL_PATH and name what they compile
  * per path KERNEL_PATH_FN(name), e.g. exact_add_avx2. What does not depend on
  * the path is compiled in the generic build alone, under MF_KERNEL_COMMON. */
 #define KERNEL_PATH_CAT_(name, path) name##_##path

@@ -168,6 +168,26 @@ void kernels_backward(int activation, int64_t n, int dim, const double *X, const
     kernels_path()->backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
 }
 
+void kernels_activate_f32(int activation, int64_t n, const float *a, float *s, float *ds)
+{
+    kernels_path()->f32->activate(activation, n, a, s, ds);
+}
+
+void kernels_forward_f32(int activation, int64_t n, int dim, const float *X, int64_t cm,
+                         const float *U, const float *W, const float *bias, float *drift,
+                         float *work)
+{
+    kernels_path()->f32->forward(activation, n, dim, X, cm, U, W, bias, drift, work);
+}
+
+void kernels_backward_f32(int activation, int64_t n, int dim, const float *X, const float *P,
+                          int64_t cm, const float *U, const float *W, const float *bias,
+                          float *dP, float *gu, float *gw, float *gb, float *work)
+{
+    kernels_path()->f32->backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb,
+                                  work);
+}
+
 /* A build for a chosen CPU (e.g. CFLAGS=-march=native) may use wider
  * instructions anywhere in the binary. MF_TARGET_ISA, set by the Makefile
  * from the compiler's predefined macros under the build's flags, lists

@@ -40,14 +40,30 @@
 #include "config.h"
 #include "particles.h"
 
-/* Compiled once per kernel path (kernels.h): the generic build defines
- * MF_KERNEL_COMMON and names itself here. */
+/* Compiled once per kernel path (kernels.h), and each time twice: in double
+ * precision and, with MF_REAL_FLOAT, in single (the mixed-precision
+ * kernels, kernels_*_f32). `real` is the precision of the build. The
+ * generic double build defines MF_KERNEL_COMMON and names itself here. */
 #ifndef MF_KERNEL_PATH
 #define MF_KERNEL_PATH generic
+#ifndef MF_REAL_FLOAT
 #define MF_KERNEL_COMMON
+#endif
 #endif
 #define STRING_(x) #x
 #define STRING(x) STRING_(x)
+
+#ifdef MF_REAL_FLOAT
+typedef float real;
+typedef int32_t ireal; /* an integer as wide as real */
+typedef uint32_t ureal;
+#define GEMM cblas_sgemm
+#else
+typedef double real;
+typedef int64_t ireal;
+typedef uint64_t ureal;
+#define GEMM cblas_dgemm
+#endif
 
 #ifdef MF_KERNEL_COMMON
 /* Measured (README, Performance): at D = 64 a 128-row block is 5% over the
@@ -75,33 +91,38 @@ __attribute__((simd("notinbranch"))) double exp(double);
 __attribute__((simd("notinbranch"))) double log1p(double);
 #endif
 
-/* Vectors of LANES doubles, GCC's vector extensions: the width of the
+/* Vectors of LANES reals, GCC's vector extensions: the width of the
  * build's registers (AVX-512, AVX or SSE), since GCC splits wider vectors
  * poorly. */
 #if defined(__AVX512F__)
-#define LANES 8
+#define VECTOR_BYTES 64
 #elif defined(__AVX__)
-#define LANES 4
+#define VECTOR_BYTES 32
 #else
-#define LANES 2
+#define VECTOR_BYTES 16
 #endif
-typedef double vd __attribute__((vector_size(LANES * sizeof(double))));
-typedef int64_t vi __attribute__((vector_size(LANES * sizeof(int64_t))));
-typedef uint64_t vu __attribute__((vector_size(LANES * sizeof(uint64_t))));
+#ifdef MF_REAL_FLOAT
+#define LANES (VECTOR_BYTES / 4)
+#else
+#define LANES (VECTOR_BYTES / 8)
+#endif
+typedef real vr __attribute__((vector_size(VECTOR_BYTES)));
+typedef ireal vi __attribute__((vector_size(VECTOR_BYTES)));
+typedef ureal vu __attribute__((vector_size(VECTOR_BYTES)));
 
-static inline vd load(const double *p)
+static inline vr load(const real *p)
 {
-    vd v;
+    vr v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline void store(double *p, vd v) { memcpy(p, &v, sizeof v); }
+static inline void store(real *p, vr v) { memcpy(p, &v, sizeof v); }
 
-static inline vd splat(double x) { return (vd){0} + x; }
+static inline vr splat(real x) { return (vr){0} + x; }
 
 /* The lanes' sum, pairwise in a fixed order. */
-static inline double lanes_sum(vd v)
+static inline real lanes_sum(vr v)
 {
     for (int w = LANES / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; i++)
@@ -109,19 +130,36 @@ static inline double lanes_sum(vd v)
     return v[0];
 }
 
-/* min(max(x, -c), c), NaN staying NaN (the x86 min and max return their
- * second operand if either is NaN). */
-static inline vd clamp(vd x, double c)
-{
-#if LANES == 8
-    return (vd)_mm512_max_pd(_mm512_set1_pd(-c), _mm512_min_pd(_mm512_set1_pd(c), (__m512d)x));
-#elif LANES == 4
-    return (vd)_mm256_max_pd(_mm256_set1_pd(-c), _mm256_min_pd(_mm256_set1_pd(c), (__m256d)x));
+/* The x86 min and max of the build's vectors: they return their second
+ * operand if either is NaN. */
+#if defined(MF_REAL_FLOAT) && VECTOR_BYTES == 64
+#define VEC_MIN(a, b) (vr) _mm512_min_ps((__m512)(a), (__m512)(b))
+#define VEC_MAX(a, b) (vr) _mm512_max_ps((__m512)(a), (__m512)(b))
+#elif defined(MF_REAL_FLOAT) && VECTOR_BYTES == 32
+#define VEC_MIN(a, b) (vr) _mm256_min_ps((__m256)(a), (__m256)(b))
+#define VEC_MAX(a, b) (vr) _mm256_max_ps((__m256)(a), (__m256)(b))
+#elif defined(MF_REAL_FLOAT) && defined(__SSE2__)
+#define VEC_MIN(a, b) (vr) _mm_min_ps((__m128)(a), (__m128)(b))
+#define VEC_MAX(a, b) (vr) _mm_max_ps((__m128)(a), (__m128)(b))
+#elif VECTOR_BYTES == 64
+#define VEC_MIN(a, b) (vr) _mm512_min_pd((__m512d)(a), (__m512d)(b))
+#define VEC_MAX(a, b) (vr) _mm512_max_pd((__m512d)(a), (__m512d)(b))
+#elif VECTOR_BYTES == 32
+#define VEC_MIN(a, b) (vr) _mm256_min_pd((__m256d)(a), (__m256d)(b))
+#define VEC_MAX(a, b) (vr) _mm256_max_pd((__m256d)(a), (__m256d)(b))
 #elif defined(__SSE2__)
-    return (vd)_mm_max_pd(_mm_set1_pd(-c), _mm_min_pd(_mm_set1_pd(c), (__m128d)x));
+#define VEC_MIN(a, b) (vr) _mm_min_pd((__m128d)(a), (__m128d)(b))
+#define VEC_MAX(a, b) (vr) _mm_max_pd((__m128d)(a), (__m128d)(b))
+#endif
+
+/* min(max(x, -c), c), NaN staying NaN. */
+static inline vr clamp(vr x, real c)
+{
+#ifdef VEC_MIN
+    return VEC_MAX(splat(-c), VEC_MIN(splat(c), x));
 #else
     const vi lo = x < -c, hi = x > c;
-    return (vd)(((vi)x & ~(lo | hi)) | ((vi)splat(-c) & lo) | ((vi)splat(c) & hi));
+    return (vr)(((vi)x & ~(lo | hi)) | ((vi)splat(-c) & lo) | ((vi)splat(c) & hi));
 #endif
 }
 
@@ -142,8 +180,30 @@ static inline vd clamp(vd x, double c)
  *     e^r - 1 = r + r^2/2 + r^3 C(r), C the degree-8 Chebyshev fit of
  *     (e^r - 1 - r - r^2/2) / r^3 on |r| <= ln2/2 (mpmath.chebyfit,
  *     50 digits; relative error of e^r - 1 below 1e-16). */
-#if LANES == 8
-enum { TANH_TABLE = 16 };
+/* In single precision (S = 1), z = x clamped to [-10, 10] (tanh = +-1 in
+ * floats beyond), r = 2z - k ln2 in two multiply-adds with ln2 split in
+ * two (Cody and Waite), e^r - 1 its Taylor polynomial to degree 7
+ * (truncation below 1.3e-8 relative) and 2^k in the exponent bits; within
+ * 4e-7 relative of libm's tanh (tested), the reduction at a sixth of the
+ * double's cost per value. */
+#if defined(MF_REAL_FLOAT)
+#define TANH_TABLE 1
+#define TANH_CLAMP 10.0f
+#define MANTISSA_BITS 23
+#define ONE_BITS 0x3f800000u
+#define SHIFTER 0x1.8p23f
+
+/* e^r - 1 for |r| <= ln2/2 */
+static inline vr expm1_small(vr r)
+{
+    const vr r2 = r * r, r4 = r2 * r2;
+    const vr p23 = 0.5f + r * 0.16666667f;
+    const vr p45 = 0.041666668f + r * 0.008333334f;
+    const vr p67 = 0.0013888889f + r * 0.0001984127f;
+    return r2 * ((p23 + r2 * p45) + r4 * p67) + r;
+}
+#elif VECTOR_BYTES == 64
+#define TANH_TABLE 16
 
 /* 2^(j/16) and 2^(j/16) - 1 for j = -8 .. 7, each correctly rounded (Python's
  * decimal at 60 digits). */
@@ -158,65 +218,79 @@ static const double exp2_16m1[16] = {
     0.0,                   0x1.6ab0d9f3121ecp-5,  0x1.72b83c7d517aep-4,  0x1.1c3d373ab11c3p-3,
     0x1.837f0518db8a9p-3,  0x1.ef5326091a112p-3,  0x1.2ff6b54d8a89cp-2,  0x1.6ac1f752150a5p-2};
 
+#define TANH_CLAMP 20.0
+#define MANTISSA_BITS 52
+#define ONE_BITS 0x3ff0000000000000u
+#define SHIFTER 0x1.8p52
+
 /* e^r - 1 for |r| <= ln2/32 */
-static inline vd expm1_small(vd r)
+static inline vr expm1_small(vr r)
 {
-    const vd r2 = r * r, r4 = r2 * r2;
-    const vd p23 = 0.5 + r * 1.6666666666666666e-01;
-    const vd p45 = 4.1666666666666664e-02 + r * 8.3333333333333332e-03;
-    const vd p67 = 1.3888888888888889e-03 + r * 1.9841269841269841e-04;
+    const vr r2 = r * r, r4 = r2 * r2;
+    const vr p23 = 0.5 + r * 1.6666666666666666e-01;
+    const vr p45 = 4.1666666666666664e-02 + r * 8.3333333333333332e-03;
+    const vr p67 = 1.3888888888888889e-03 + r * 1.9841269841269841e-04;
     return r2 * ((p23 + r2 * p45) + r4 * p67) + r;
 }
 #else
-enum { TANH_TABLE = 1 };
+#define TANH_TABLE 1
+#define TANH_CLAMP 20.0
+#define MANTISSA_BITS 52
+#define ONE_BITS 0x3ff0000000000000u
+#define SHIFTER 0x1.8p52
 
 /* e^r - 1 for |r| <= ln2/2 */
-static inline vd expm1_small(vd r)
+static inline vr expm1_small(vr r)
 {
-    const vd r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
-    const vd c34 = 1.6666666666666666e-01 + r * 4.1666666666651364e-02;
-    const vd c56 = 8.3333333333321571e-03 + r * 1.3888888905871347e-03;
-    const vd c78 = 1.9841269854330769e-04 + r * 2.4801536409064087e-05;
-    const vd c910 = 2.7557280082684685e-06 + r * 2.7613795554519861e-07;
-    const vd c = (c34 + r2 * c56) + r4 * (c78 + r2 * c910) + r8 * 2.5095545981700220e-08;
+    const vr r2 = r * r, r4 = r2 * r2, r8 = r4 * r4;
+    const vr c34 = 1.6666666666666666e-01 + r * 4.1666666666651364e-02;
+    const vr c56 = 8.3333333333321571e-03 + r * 1.3888888905871347e-03;
+    const vr c78 = 1.9841269854330769e-04 + r * 2.4801536409064087e-05;
+    const vr c910 = 2.7557280082684685e-06 + r * 2.7613795554519861e-07;
+    const vr c = (c34 + r2 * c56) + r4 * (c78 + r2 * c910) + r8 * 2.5095545981700220e-08;
     return r + r2 * (0.5 + r * c);
 }
 #endif
 
 /* The reduction: r, and t holding k (see above). */
-static inline vd tanh_reduce(vd x, vd *t)
+static inline vr tanh_reduce(vr x, vr *t)
 {
     /* adding the shifter rounds to an integer, plus S/2 */
-    const double shifter = 0x1.8p52 + TANH_TABLE / 2, ln2 = 0.69314718055994530942;
-    const vd z = clamp(x, 20.0);
-    *t = z * (2.0 * TANH_TABLE / ln2) + shifter;
-    return (*t - shifter) * (-ln2 / TANH_TABLE) + (z + z);
+    const real shifter = SHIFTER + TANH_TABLE / 2;
+    const vr z = clamp(x, TANH_CLAMP);
+    *t = z * (real)(2.0 * TANH_TABLE / 0.69314718055994530942) + shifter;
+#ifdef MF_REAL_FLOAT
+    const vr k = *t - shifter;
+    return k * -0x1.7f7d1cp-20f + (k * -0x1.62e4p-1f + (z + z));
+#else
+    return (*t - shifter) * (-0.69314718055994530942 / TANH_TABLE) + (z + z);
+#endif
 }
 
-static inline vd tanh_finish(vd r, vd t)
+static inline vr tanh_finish(vr r, vr t)
 {
-    const vd em1 = expm1_small(r);
+    const vr em1 = expm1_small(r);
     /* t's low bits hold k + S/2 (the shifter's own shift out): for S = 16
      * its low 4 bits j + 8, the next 12 h modulo 2^12 */
     const int shift = TANH_TABLE == 16 ? 4 : 0;
-    const vd pow2 = (vd)((((vu)t >> shift) << 52) + 0x3ff0000000000000u);
-#if LANES == 8
+    const vr pow2 = (vr)((((vu)t >> shift) << MANTISSA_BITS) + ONE_BITS);
+#if TANH_TABLE == 16
     const __m512i j8 = (__m512i)t; /* the permute reads the low 4 bits */
-    const vd T = (vd)_mm512_permutex2var_pd((__m512d)load(exp2_16), j8,
+    const vr T = (vr)_mm512_permutex2var_pd((__m512d)load(exp2_16), j8,
                                             (__m512d)load(exp2_16 + 8));
-    const vd Tm1 = (vd)_mm512_permutex2var_pd((__m512d)load(exp2_16m1), j8,
+    const vr Tm1 = (vr)_mm512_permutex2var_pd((__m512d)load(exp2_16m1), j8,
                                               (__m512d)load(exp2_16m1 + 8));
-    const vd E = pow2 * (T * em1 + Tm1) + (pow2 - 1.0);
+    const vr E = pow2 * (T * em1 + Tm1) + (pow2 - 1);
 #else
-    const vd E = pow2 * em1 + (pow2 - 1.0);
+    const vr E = pow2 * em1 + (pow2 - 1);
 #endif
-    return E / (E + 2.0);
+    return E / (E + 2);
 }
 
-static inline vd tanhv(vd x)
+static inline vr tanhv(vr x)
 {
-    vd t;
-    const vd r = tanh_reduce(x, &t);
+    vr t;
+    const vr r = tanh_reduce(x, &t);
     return tanh_finish(r, t);
 }
 
@@ -225,60 +299,60 @@ static inline vd tanhv(vd x)
  * ran 10% slower (with 512-bit ones, as fast). */
 enum { TANH_BLOCK = 256 };
 
-static void tanh_fast(int64_t n, const double *x, double *s)
+static void tanh_fast(int64_t n, const real *x, real *s)
 {
-    double rb[TANH_BLOCK], tb[TANH_BLOCK];
+    real rb[TANH_BLOCK], tb[TANH_BLOCK];
     for (int64_t i0 = 0; i0 < n; i0 += TANH_BLOCK) {
         const int64_t m = n - i0 < TANH_BLOCK ? n - i0 : TANH_BLOCK;
         const int64_t whole = m / LANES * LANES;
         for (int64_t i = 0; i < whole; i += LANES) {
-            vd t;
+            vr t;
             store(rb + i, tanh_reduce(load(x + i0 + i), &t));
             store(tb + i, t);
         }
         for (int64_t i = 0; i < whole; i += LANES)
             store(s + i0 + i, tanh_finish(load(rb + i), load(tb + i)));
         if (whole < m) {
-            double tail[LANES] = {0};
+            real tail[LANES] = {0};
             memcpy(tail, x + i0 + whole, (size_t)(m - whole) * sizeof *x);
-            const vd v = tanhv(load(tail));
+            const vr v = tanhv(load(tail));
             memcpy(s + i0 + whole, &v, (size_t)(m - whole) * sizeof *s);
         }
     }
 }
 
-static void activate(int activation, int64_t n, const double *a, double *s, double *ds)
+static void activate(int activation, int64_t n, const real *a, real *s, real *ds)
 {
     switch (activation) {
     case MF_ACT_TANH:
         tanh_fast(n, a, s);
         if (ds)
             for (int64_t i = 0; i < n; i++)
-                ds[i] = 1.0 - s[i] * s[i];
+                ds[i] = 1 - s[i] * s[i];
         break;
     case MF_ACT_RELU:
         if (ds)
             for (int64_t i = 0; i < n; i++)
-                ds[i] = a[i] > 0 ? 1.0 : 0.0;
+                ds[i] = a[i] > 0 ? (real)1 : 0;
         for (int64_t i = 0; i < n; i++)
-            s[i] = a[i] > 0 ? a[i] : 0.0;
+            s[i] = a[i] > 0 ? a[i] : 0;
         break;
     case MF_ACT_SIGMOID:
         /* 1 / (1 + e^-x) from e^-|x| <= 1: no overflow for either sign. */
         for (int64_t i = 0; i < n; i++) {
-            double e = exp(-fabs(a[i]));
+            real e = exp(-fabs(a[i]));
             s[i] = a[i] >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
         }
         if (ds)
             for (int64_t i = 0; i < n; i++)
-                ds[i] = s[i] * (1.0 - s[i]);
+                ds[i] = s[i] * (1 - s[i]);
         break;
     case MF_ACT_SOFTPLUS:
         /* log(1 + e^x) = max(x, 0) + log1p(e^-|x|); the derivative is the
          * logistic. The derivative comes first: s may overwrite a. */
         if (ds)
             for (int64_t i = 0; i < n; i++) {
-                double e = exp(-fabs(a[i]));
+                real e = exp(-fabs(a[i]));
                 ds[i] = a[i] >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
             }
         for (int64_t i = 0; i < n; i++)
@@ -289,37 +363,37 @@ static void activate(int activation, int64_t n, const double *a, double *s, doub
 
 /* A (r x cm) = X W^T + bias, row-major. A starts as the bias rows and DGEMM
  * accumulates (beta = 1): no separate zeroing pass and no bias pass. */
-static void preactivation(int64_t r, int dim, const double *X, int64_t cm, const double *W,
-                          const double *bias, double *A)
+static void preactivation(int64_t r, int dim, const real *X, int64_t cm, const real *W,
+                          const real *bias, real *A)
 {
     for (int64_t j = 0; j < r; j++)
         memcpy(A + j * cm, bias, (size_t)cm * sizeof *A);
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)cm, dim, 1.0, X, dim, W,
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)cm, dim, 1.0, X, dim, W,
                 dim, 1.0, A, (int)cm);
 }
 
-static void dgemm_forward(int activation, int64_t n, int dim, const double *X, int64_t cm,
-                     const double *U, const double *W, const double *bias, double *drift,
-                     double *work)
+static void gemm_forward(int activation, int64_t n, int dim, const real *X, int64_t cm,
+                     const real *U, const real *W, const real *bias, real *drift,
+                     real *work)
 {
-    double *S = work;
+    real *S = work;
     const int64_t rows = kernels_row_block(dim);
     for (int64_t j0 = 0; j0 < n; j0 += rows) {
         int64_t r = n - j0 < rows ? n - j0 : rows;
         preactivation(r, dim, X + j0 * dim, cm, W, bias, S);
         activate(activation, r * cm, S, S, NULL);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, S,
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, S,
                     (int)cm, U, dim, 1.0, drift + j0 * dim, dim);
     }
 }
 
-static void dgemm_backward(int activation, int64_t n, int dim, const double *X, const double *P,
-                      int64_t cm, const double *U, const double *W, const double *bias,
-                      double *dP, double *gu, double *gw, double *gb, double *work)
+static void gemm_backward(int activation, int64_t n, int dim, const real *X, const real *P,
+                      int64_t cm, const real *U, const real *W, const real *bias,
+                      real *dP, real *gu, real *gw, real *gb, real *work)
 {
-    double *S = work;
-    double *Q = S + MF_ROW_BLOCK * cm;
-    double *dS = Q + MF_ROW_BLOCK * cm; /* one row */
+    real *S = work;
+    real *Q = S + MF_ROW_BLOCK * cm;
+    real *dS = Q + MF_ROW_BLOCK * cm; /* one row */
     /* Every product accumulates (beta = 1) into memory zeroed here: OpenBLAS's
      * own beta = 0 pass is slower than memset. */
     memset(gb, 0, (size_t)cm * sizeof *gb);
@@ -328,15 +402,15 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
     const int64_t rows = kernels_row_block(dim);
     for (int64_t j0 = 0; j0 < n; j0 += rows) {
         int64_t r = n - j0 < rows ? n - j0 : rows;
-        const double *Xb = X + j0 * dim, *Pb = P + j0 * dim;
+        const real *Xb = X + j0 * dim, *Pb = P + j0 * dim;
         preactivation(r, dim, Xb, cm, W, bias, S);
         memset(Q, 0, (size_t)(r * cm) * sizeof *Q);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)cm, dim, 1.0, Pb, dim,
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)cm, dim, 1.0, Pb, dim,
                     U, dim, 1.0, Q, (int)cm);
         /* One pass per row while it is in L1: S = sigma(A), Q = sigma'(A) .* (P U^T),
          * gb += Q. */
         for (int64_t j = 0; j < r; j++) {
-            double *Sj = S + j * cm, *Qj = Q + j * cm;
+            real *Sj = S + j * cm, *Qj = Q + j * cm;
             activate(activation, cm, Sj, Sj, dS);
             for (int64_t m = 0; m < cm; m++) {
                 Qj[m] *= dS[m];
@@ -344,11 +418,11 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
             }
         }
         if (dP)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, Q,
+            GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, dim, (int)cm, 1.0, Q,
                         (int)cm, W, dim, 1.0, dP + j0 * dim, dim);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, S,
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, S,
                     (int)cm, Pb, dim, 1.0, gu, dim);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, Q,
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)cm, dim, (int)r, 1.0, Q,
                     (int)cm, Xb, dim, 1.0, gw, dim);
     }
 }
@@ -358,7 +432,7 @@ static void dgemm_backward(int activation, int64_t n, int dim, const double *X, 
  * on a chunk, so the chunk's sums are the same bits on any rank. Samples
  * come transposed (X[d n + j]) and padded with zeros to a multiple of PAD;
  * the padding's terms are discarded (forward) or exactly zero (p = 0 in the
- * backward). The work arrays lie SKEW doubles apart beyond their size: a
+ * backward). The work arrays lie SKEW values apart beyond their size: a
  * multiple of 4 KiB apart, a load from one waits for a store to another
  * (4K aliasing), and the backward ran up to half as fast. */
 enum { SMALL_DIM = 8, PAD = 4 * LANES, SKEW = 24 };
@@ -368,41 +442,41 @@ enum { SMALL_DIM = 8, PAD = 4 * LANES, SKEW = 24 };
 enum { VMAX = 4 };
 static inline int sample_vectors(int D) { return D <= 2 ? VMAX : D <= 4 ? 2 : 1; }
 
-static inline __attribute__((always_inline)) vd activatev(int act, vd a, vd *ds)
+static inline __attribute__((always_inline)) vr activatev(int act, vr a, vr *ds)
 {
     if (act == MF_ACT_TANH) {
-        const vd s = tanhv(a);
-        *ds = 1.0 - s * s;
+        const vr s = tanhv(a);
+        *ds = 1 - s * s;
         return s;
     }
-    const vi on = a > 0.0; /* ReLU; NaN gives 0, as kernels_activate does */
-    *ds = (vd)(on & (vi)splat(1.0));
-    return (vd)(on & (vi)a);
+    const vi on = a > 0; /* ReLU; NaN gives 0, as kernels_activate does */
+    *ds = (vr)(on & (vi)splat(1.0));
+    return (vr)(on & (vi)a);
 }
 
 /* FT (D x n) = sum_m u_m sigma(w_m . x_j + b_m): V vectors of samples at a
  * time (sample_vectors), their states and sums in registers, the particles
  * streaming by as broadcast scalars. */
 static inline __attribute__((always_inline)) void fused_forward(int act, int D, int64_t n,
-                                                                const double *XT, int64_t cm,
-                                                                const double *U, const double *W,
-                                                                const double *bias, double *FT)
+                                                                const real *XT, int64_t cm,
+                                                                const real *U, const real *W,
+                                                                const real *bias, real *FT)
 {
     const int V = sample_vectors(D);
     for (int64_t j = 0; j < n; j += V * LANES) {
-        vd x[SMALL_DIM][VMAX], acc[SMALL_DIM][VMAX];
+        vr x[SMALL_DIM][VMAX], acc[SMALL_DIM][VMAX];
         for (int d = 0; d < D; d++)
             for (int v = 0; v < V; v++) {
                 x[d][v] = load(XT + d * n + j + v * LANES);
-                acc[d][v] = (vd){0};
+                acc[d][v] = (vr){0};
             }
         for (int64_t m = 0; m < cm; m++) {
-            const double *w = W + m * D, *u = U + m * D;
+            const real *w = W + m * D, *u = U + m * D;
             for (int v = 0; v < V; v++) {
-                vd a = bias[m] + w[0] * x[0][v], ds;
+                vr a = bias[m] + w[0] * x[0][v], ds;
                 for (int d = 1; d < D; d++)
                     a += w[d] * x[d][v];
-                const vd s = activatev(act, a, &ds);
+                const vr s = activatev(act, a, &ds);
                 for (int d = 0; d < D; d++)
                     acc[d][v] += u[d] * s;
             }
@@ -421,28 +495,28 @@ static inline __attribute__((always_inline)) void fused_forward(int act, int D, 
  * Iterations over samples depend on each other only through the sums, so
  * the core overlaps their long activation chains. */
 static inline __attribute__((always_inline)) void
-fused_backward(int act, int D, int64_t n, const double *XT, const double *PT, int64_t cm,
-               const double *U, const double *W, const double *bias, double *dPT, double *gu,
-               double *gw, double *gb, double *Q)
+fused_backward(int act, int D, int64_t n, const real *XT, const real *PT, int64_t cm,
+               const real *U, const real *W, const real *bias, real *dPT, real *gu,
+               real *gw, real *gb, real *Q)
 {
     for (int64_t m = 0; m < cm; m++) {
-        const double *w = W + m * D, *u = U + m * D;
-        double *q = Q + m * n;
-        vd su[SMALL_DIM], sw[SMALL_DIM], sb = {0};
+        const real *w = W + m * D, *u = U + m * D;
+        real *q = Q + m * n;
+        vr su[SMALL_DIM], sw[SMALL_DIM], sb = {0};
         for (int d = 0; d < D; d++)
-            su[d] = sw[d] = (vd){0};
+            su[d] = sw[d] = (vr){0};
         for (int64_t j = 0; j < n; j += LANES) {
-            vd x[SMALL_DIM], p[SMALL_DIM];
+            vr x[SMALL_DIM], p[SMALL_DIM];
             for (int d = 0; d < D; d++) {
                 x[d] = load(XT + d * n + j);
                 p[d] = load(PT + d * n + j);
             }
-            vd a = bias[m] + w[0] * x[0], up = u[0] * p[0], ds;
+            vr a = bias[m] + w[0] * x[0], up = u[0] * p[0], ds;
             for (int d = 1; d < D; d++) {
                 a += w[d] * x[d];
                 up += u[d] * p[d];
             }
-            const vd sj = activatev(act, a, &ds), qj = ds * up;
+            const vr sj = activatev(act, a, &ds), qj = ds * up;
             store(q + j, qj);
             for (int d = 0; d < D; d++) {
                 su[d] += sj * p[d];
@@ -460,13 +534,13 @@ fused_backward(int act, int D, int64_t n, const double *XT, const double *PT, in
         return;
     const int V = sample_vectors(D);
     for (int64_t j = 0; j < n; j += V * LANES) {
-        vd acc[SMALL_DIM][VMAX];
+        vr acc[SMALL_DIM][VMAX];
         for (int d = 0; d < D; d++)
             for (int v = 0; v < V; v++)
-                acc[d][v] = (vd){0};
+                acc[d][v] = (vr){0};
         for (int64_t m = 0; m < cm; m++)
             for (int v = 0; v < V; v++) {
-                const vd qv = load(Q + m * n + j + v * LANES);
+                const vr qv = load(Q + m * n + j + v * LANES);
                 for (int d = 0; d < D; d++)
                     acc[d][v] += W[m * D + d] * qv;
             }
@@ -495,11 +569,11 @@ fused_backward(int act, int D, int64_t n, const double *XT, const double *PT, in
  * ran slower than the DGEMM path (5.6 against 4.8 ns at D = 4). */
 static int fused(int act, int D)
 {
-    return LANES == 8 && D <= SMALL_DIM && (act == MF_ACT_TANH || act == MF_ACT_RELU);
+    return VECTOR_BYTES == 64 && D <= SMALL_DIM && (act == MF_ACT_TANH || act == MF_ACT_RELU);
 }
 
 /* T (D x np) = the r rows of X (r x D) transposed, zero beyond r. */
-static void transpose_rows(int64_t r, int64_t np, int D, const double *X, double *T)
+static void transpose_rows(int64_t r, int64_t np, int D, const real *X, real *T)
 {
     for (int d = 0; d < D; d++) {
         for (int64_t j = 0; j < r; j++)
@@ -509,21 +583,21 @@ static void transpose_rows(int64_t r, int64_t np, int D, const double *X, double
 }
 
 /* Y (r x D) += the first r columns of T (D x np). */
-static void add_transposed(int64_t r, int64_t np, int D, const double *T, double *Y)
+static void add_transposed(int64_t r, int64_t np, int D, const real *T, real *Y)
 {
     for (int64_t j = 0; j < r; j++)
         for (int d = 0; d < D; d++)
             Y[j * D + d] += T[d * np + j];
 }
 
-static void fused_forward_rows(int act, int64_t n, int D, const double *X, int64_t cm,
-                               const double *U, const double *W, const double *bias,
-                               double *drift, double *work)
+static void fused_forward_rows(int act, int64_t n, int D, const real *X, int64_t cm,
+                               const real *U, const real *W, const real *bias,
+                               real *drift, real *work)
 {
     for (int64_t j0 = 0; j0 < n; j0 += MF_ROW_BLOCK) {
         const int64_t r = n - j0 < MF_ROW_BLOCK ? n - j0 : MF_ROW_BLOCK;
         const int64_t np = (r + PAD - 1) / PAD * PAD;
-        double *XT = work, *FT = XT + D * np + SKEW;
+        real *XT = work, *FT = XT + D * np + SKEW;
         transpose_rows(r, np, D, X + j0 * D, XT);
 #define FORWARD(a, d) fused_forward(a, d, np, XT, cm, U, W, bias, FT)
         SMALL_SWITCH(FORWARD)
@@ -532,10 +606,10 @@ static void fused_forward_rows(int act, int64_t n, int D, const double *X, int64
     }
 }
 
-static void fused_backward_rows(int act, int64_t n, int D, const double *X, const double *P,
-                                int64_t cm, const double *U, const double *W,
-                                const double *bias, double *dP, double *gu, double *gw,
-                                double *gb, double *work)
+static void fused_backward_rows(int act, int64_t n, int D, const real *X, const real *P,
+                                int64_t cm, const real *U, const real *W,
+                                const real *bias, real *dP, real *gu, real *gw,
+                                real *gb, real *work)
 {
     memset(gb, 0, (size_t)cm * sizeof *gb);
     memset(gu, 0, (size_t)(cm * D) * sizeof *gu);
@@ -543,8 +617,8 @@ static void fused_backward_rows(int act, int64_t n, int D, const double *X, cons
     for (int64_t j0 = 0; j0 < n; j0 += MF_ROW_BLOCK) {
         const int64_t r = n - j0 < MF_ROW_BLOCK ? n - j0 : MF_ROW_BLOCK;
         const int64_t np = (r + PAD - 1) / PAD * PAD;
-        double *XT = work, *PT = XT + D * np + SKEW, *dPT = PT + D * np + SKEW;
-        double *Q = dPT + D * np + SKEW;
+        real *XT = work, *PT = XT + D * np + SKEW, *dPT = PT + D * np + SKEW;
+        real *Q = dPT + D * np + SKEW;
         if (!dP)
             dPT = NULL;
         transpose_rows(r, np, D, X + j0 * D, XT);
@@ -566,28 +640,34 @@ int64_t kernels_workspace(int64_t cm)
 }
 #endif
 
-static void forward(int activation, int64_t n, int dim, const double *X, int64_t cm,
-                     const double *U, const double *W, const double *bias, double *drift,
-                     double *work)
+static void forward(int activation, int64_t n, int dim, const real *X, int64_t cm,
+                     const real *U, const real *W, const real *bias, real *drift,
+                     real *work)
 {
     if (fused(activation, dim))
         fused_forward_rows(activation, n, dim, X, cm, U, W, bias, drift, work);
     else
-        dgemm_forward(activation, n, dim, X, cm, U, W, bias, drift, work);
+        gemm_forward(activation, n, dim, X, cm, U, W, bias, drift, work);
 }
 
-static void backward(int activation, int64_t n, int dim, const double *X, const double *P,
-                      int64_t cm, const double *U, const double *W, const double *bias,
-                      double *dP, double *gu, double *gw, double *gb, double *work)
+static void backward(int activation, int64_t n, int dim, const real *X, const real *P,
+                      int64_t cm, const real *U, const real *W, const real *bias,
+                      real *dP, real *gu, real *gw, real *gb, real *work)
 {
     if (fused(activation, dim))
         fused_backward_rows(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
     else
-        dgemm_backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
+        gemm_backward(activation, n, dim, X, P, cm, U, W, bias, dP, gu, gw, gb, work);
 }
 
+#ifdef MF_REAL_FLOAT
+const struct kernel_ops_f32 KERNEL_PATH_FN(kernel_ops_f32) = {activate, forward, backward};
+#else
 void KERNEL_PATH_FN(exact_add)(const struct exact_format *f, int64_t *acc, const double *x,
                                int64_t n); /* exact.c */
+extern const struct kernel_ops_f32 KERNEL_PATH_FN(kernel_ops_f32);
 
 const struct kernel_path KERNEL_PATH_FN(kernel_path) = {
-    STRING(MF_KERNEL_PATH), activate, forward, backward, KERNEL_PATH_FN(exact_add)};
+    STRING(MF_KERNEL_PATH), activate, forward, backward, KERNEL_PATH_FN(exact_add),
+    &KERNEL_PATH_FN(kernel_ops_f32)};
+#endif
