@@ -59,12 +59,12 @@ void comm_allgather_i64(int64_t value, int64_t *all, MPI_Comm comm);
  * (recv is not used elsewhere). Collective. */
 void comm_gather(const double *send, long n, double *recv, int root, MPI_Comm comm);
 
-/* Personalised exchange of items of `item` doubles: send_counts[r] items go
+/* Personalised exchange of items of `item` bytes: send_counts[r] items go
  * to rank r, taken in rank order from send; recv_counts[r] items come from
  * rank r, stored in rank order in recv. Each rank's counts must match its
  * peers'. Collective. */
-void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
-                   const int64_t *recv_counts, int item, MPI_Comm comm);
+void comm_exchange(const void *send, const int64_t *send_counts, void *recv,
+                   const int64_t *recv_counts, size_t item, MPI_Comm comm);
 
 /* The ranks of comm that share memory with this one (one node), in comm's
  * order. Free with comm_free. Collective. */

@@ -22,6 +22,10 @@ enum mf_order { MF_ORDER_FIXED, MF_ORDER_SHUFFLE };
 enum mf_loss { MF_LOSS_MSE, MF_LOSS_CROSS_ENTROPY };
 enum mf_share_work { MF_SHARE_OFF, MF_SHARE_NODE, MF_SHARE_AUTO };
 enum mf_file_locking { MF_LOCKING_OFF, MF_LOCKING_ON, MF_LOCKING_BEST_EFFORT };
+/* double: everything in doubles. mixed: the particles, the kernels' inputs
+ * and their arithmetic in floats; states, adjoints, the exact sums and
+ * every reported number in doubles. */
+enum mf_precision { MF_PRECISION_DOUBLE, MF_PRECISION_MIXED };
 
 #define MF_PATH_MAX 1024
 /* The longest line of INI text libinih reads whole (its INI_MAX_LINE, 200
@@ -46,6 +50,7 @@ struct mf_config {
         int activation;   /* enum mf_activation */
         double alpha;     /* residual scale: h = alpha / (L M) */
         int architecture; /* enum mf_architecture */
+        int precision;    /* enum mf_precision */
     } model;
     struct {
         double u_std;  /* std of each component of u */
@@ -159,6 +164,7 @@ void config_print_help(FILE *out);
 
 /* Names of enum values, for messages and output. */
 const char *config_activation_name(int activation);
+const char *config_precision_name(int precision);
 const char *config_data_kind_name(int kind);
 
 #endif

@@ -31,11 +31,16 @@ struct mf_model {
     double h;                      /* alpha / (L M) */
     int64_t d_out;                 /* outputs read from X_L */
     MPI_Comm comm;                 /* ranks sharing the particles */
-    double *work;                  /* kernel workspace */
+    double *work;                  /* kernel workspace (of floats in mixed precision) */
     double *grad;                  /* one chunk's gradient tile: gu, gw, gb */
     double *chunk_sums;            /* one chunk's sums, the terms of acc */
     int64_t *acc;                  /* a pass's exact sums (exact.h) */
     int64_t sums_size;             /* doubles in chunk_sums */
+    /* Mixed precision only (else NULL): the kernels' float inputs and
+     * outputs, converted to and from doubles once per layer or chunk. */
+    float *x32, *p32, *sums32;     /* X_k, p_{k+1} and one chunk's sums: sums_size each */
+    float *grad32;                 /* the gradient tile as the kernels return it */
+    double *theta;                 /* one chunk's particles in doubles, for the update */
     struct mf_share *share;        /* work sharing on the node (train.share_work); or NULL */
 };
 

@@ -37,13 +37,12 @@ struct mf_group {
     int64_t i0, i1;
 };
 
-/* Lay out this rank's particles as particles_alloc does, their arrays in a
- * window shared by the ranks of comm on this node. If some node lacks the
- * shared memory: a
- * fatal error if required, else a warning and NULL on every rank (the
- * caller allocates the particles as usual). Collective over comm. */
-struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int required, MPI_Comm comm);
+/* Place the arrays of this rank's particles, laid out by particles_layout,
+ * in a window shared by the ranks of comm on this node. If some node lacks
+ * the shared memory: a fatal error if required, else a warning and NULL on
+ * every rank (the caller allocates the particles as usual). Collective
+ * over comm. */
+struct mf_share *share_create(struct mf_particles *p, int required, MPI_Comm comm);
 
 /* Free the window, and with it the particle arrays (particles_free first).
  * Collective over comm. */

@@ -106,12 +106,11 @@ static int expect_dims(hid_t file, const char *path, const char *name, int rank,
                           name, r ? have : "[] (scalar)", need);
 }
 
-/* The stored INI text, malloc'ed; NULL when missing. */
-/* 0 when dataset `name` holds 64-bit floats; else -1 with err saying what
- * it holds (a float32 or integer rewrite would otherwise be converted on
- * read without a word). */
-static int expect_float64(hid_t file, const char *path, const char *name, char *err,
-                          size_t errlen)
+/* 0 when dataset `name` holds floats of `want` bits; else -1 with err
+ * saying what it holds (a float32 or integer rewrite would otherwise be
+ * converted on read without a word). */
+static int expect_float(hid_t file, const char *path, const char *name, size_t want, char *err,
+                        size_t errlen)
 {
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
     hid_t t = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
@@ -121,12 +120,13 @@ static int expect_float64(hid_t file, const char *path, const char *name, char *
         H5Tclose(t);
     if (d >= 0)
         H5Dclose(d);
-    if (kind == H5T_FLOAT && bits == 64)
+    if (kind == H5T_FLOAT && bits == want)
         return 0;
     return log_file_error(err, errlen, "checkpoint", path,
-                          "dataset '%s' holds %zu-bit %s, expected 64-bit floats", name, bits,
+                          "dataset '%s' holds %zu-bit %s, expected %zu-bit floats", name, bits,
                           kind == H5T_FLOAT ? "floats" : kind == H5T_INTEGER ? "integers"
-                                                                             : "values");
+                                                                             : "values",
+                          want);
 }
 
 /* 0 when the file's three records of its step agree (the /checkpoint
@@ -282,9 +282,11 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         expect_dims(file, path, "particles/blocks/id", 1, &N, err, errlen) ||
         expect_dims(file, path, "particles/blocks/u/step", 1, &one, err, errlen))
         goto out;
-    if (expect_float64(file, path, "particles/blocks/u/value", err, errlen) ||
-        expect_float64(file, path, "particles/blocks/w/value", err, errlen) ||
-        expect_float64(file, path, "particles/blocks/b/value", err, errlen))
+    /* The particles in the stored configuration's model.precision */
+    const size_t bits = c->model.precision == MF_PRECISION_MIXED ? 32 : 64;
+    if (expect_float(file, path, "particles/blocks/u/value", bits, err, errlen) ||
+        expect_float(file, path, "particles/blocks/w/value", bits, err, errlen) ||
+        expect_float(file, path, "particles/blocks/b/value", bits, err, errlen))
         goto out;
     hsize_t rows[3] = {0};
     if (dataset_dims(file, "observables/loss/value", rows) != 1) {
@@ -318,7 +320,7 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
             hsize_t yd[2] = {n[i], (hsize_t)c->data.output_dim};
             if (expect_dims(file, path, names[i][0], 2, xd, err, errlen) ||
                 expect_dims(file, path, names[i][1], labels ? 1 : 2, yd, err, errlen) ||
-                expect_float64(file, path, names[i][0], err, errlen))
+                expect_float(file, path, names[i][0], 64, err, errlen))
                 goto out;
         }
         if (hdr->stride != 1) {
@@ -422,7 +424,7 @@ static void read_replicated(hid_t file, const char *name, hid_t type, hid_t dxpl
 
 /* Read this rank's share of a particle dataset into out. */
 static void read_share(hid_t file, const char *name, hid_t dxpl, const struct h5_rows *s,
-                       double *out, const char *path)
+                       hid_t type, void *out, const char *path)
 {
     hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
     if (d < 0)
@@ -434,7 +436,7 @@ static void read_share(hid_t file, const char *name, hid_t dxpl, const struct h5
     if (!n)
         H5Sselect_none(mem);
     h5_select_rows(space, s, 1);
-    if (H5Dread(d, H5T_NATIVE_DOUBLE, mem, space, dxpl, out) < 0)
+    if (H5Dread(d, type, mem, space, dxpl, out) < 0)
         log_fatal("reading '%s' from '%s' failed", name, path);
     H5Sclose(mem);
     H5Sclose(space);
@@ -505,9 +507,10 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
                         (hsize_t)p->count, (hsize_t)p->dim};
     struct h5_rows scalar = vec;
     scalar.width = 0;
-    read_share(file, "particles/blocks/u/value", dxpl, &vec, p->u, path);
-    read_share(file, "particles/blocks/w/value", dxpl, &vec, p->w, path);
-    read_share(file, "particles/blocks/b/value", dxpl, &scalar, p->b, path);
+    const hid_t type = p->precision == MF_PRECISION_MIXED ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    read_share(file, "particles/blocks/u/value", dxpl, &vec, type, p->u, path);
+    read_share(file, "particles/blocks/w/value", dxpl, &vec, type, p->w, path);
+    read_share(file, "particles/blocks/b/value", dxpl, &scalar, type, p->b, path);
 
     if (ds) {
         struct mf_samples *sets[2] = {&ds->train, &ds->test};

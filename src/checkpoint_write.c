@@ -168,16 +168,17 @@ static void shared_dataset(struct writer *w, hid_t loc, const char *name, hid_t 
     H5Sclose(space);
 }
 
-/* An H5MD time-dependent element with one sample: step [1], time [1], value. */
+/* An H5MD time-dependent element with one sample: step [1], time [1],
+ * value (of `type`: the particles' precision). */
 static void particle_element(struct writer *w, hid_t blocks, const char *name,
-                             const struct h5_rows *s, const double *values, int64_t step,
-                             double time)
+                             const struct h5_rows *s, hid_t type, const void *values,
+                             int64_t step, double time)
 {
     hid_t g = new_group(w, blocks, name);
     hsize_t one = 1;
     small_dataset(w, g, "step", H5T_NATIVE_INT64, 1, &one, &step);
     small_dataset(w, g, "time", H5T_NATIVE_DOUBLE, 1, &one, &time);
-    shared_dataset(w, g, "value", H5T_NATIVE_DOUBLE, s, 1, values);
+    shared_dataset(w, g, "value", type, s, 1, values);
     H5Gclose(g);
 }
 
@@ -266,8 +267,8 @@ static void write_observables(struct writer *w, const struct mf_history *h)
  * rank's hyperslab); otherwise the chosen ones are copied. */
 struct packed {
     struct h5_rows vec, scalar; /* u/w rows and b/layer/id rows */
-    const double *u, *w, *b;
-    double *copy; /* u, w and b when copied, else NULL */
+    const void *u, *w, *b;
+    char *copy; /* u, w and b when copied, else NULL */
     int32_t *layer;
     int64_t *id;
 };
@@ -288,17 +289,19 @@ static void pack(const struct mf_particles *p, int64_t stride, struct packed *k)
     k->id = xmalloc((n + 1) * sizeof(int64_t));
     k->copy = NULL;
     k->u = p->u, k->w = p->w, k->b = p->b;
+    const size_t size = particles_value_size(p), vector = (size_t)D * size;
+    char *u = NULL, *w = NULL, *b = NULL;
     if (stride > 1) {
-        k->copy = xmalloc((n * (2 * D + 1) + 1) * sizeof(double));
-        k->u = k->copy, k->w = k->copy + n * D, k->b = k->copy + 2 * n * D;
+        k->copy = xmalloc((n * (2 * (size_t)D + 1) + 1) * size);
+        k->u = u = k->copy, k->w = w = u + n * vector, k->b = b = w + n * vector;
     }
     for (int64_t l = 0; l < p->layers; l++)
         for (int64_t j = j0; j < j1; j++) {
             int64_t src = l * p->count + (j * stride - p->first), dst = l * cnt + (j - j0);
             if (k->copy) {
-                memcpy(k->copy + dst * D, p->u + src * D, (size_t)D * sizeof(double));
-                memcpy(k->copy + (n + dst) * D, p->w + src * D, (size_t)D * sizeof(double));
-                k->copy[2 * n * D + dst] = p->b[src];
+                memcpy(u + (size_t)dst * vector, (char *)p->u + (size_t)src * vector, vector);
+                memcpy(w + (size_t)dst * vector, (char *)p->w + (size_t)src * vector, vector);
+                memcpy(b + (size_t)dst * size, (char *)p->b + (size_t)src * size, size);
             }
             k->layer[dst] = (int32_t)l;
             k->id[dst] = l * p->width + j * stride;
@@ -330,9 +333,11 @@ static void write_particles(struct writer *w, const struct mf_particles *p, int6
     H5Gclose(box);
     shared_dataset(w, blocks, "layer", H5T_NATIVE_INT32, &k.scalar, 0, k.layer);
     shared_dataset(w, blocks, "id", H5T_NATIVE_INT64, &k.scalar, 0, k.id);
-    particle_element(w, blocks, "u", &k.vec, k.u, step, time);
-    particle_element(w, blocks, "w", &k.vec, k.w, step, time);
-    particle_element(w, blocks, "b", &k.scalar, k.b, step, time);
+    const hid_t type = particles_value_size(p) == sizeof(float) ? H5T_NATIVE_FLOAT
+                                                                : H5T_NATIVE_DOUBLE;
+    particle_element(w, blocks, "u", &k.vec, type, k.u, step, time);
+    particle_element(w, blocks, "w", &k.vec, type, k.w, step, time);
+    particle_element(w, blocks, "b", &k.scalar, type, k.b, step, time);
     H5Gclose(blocks);
     H5Gclose(parts);
     packed_free(&k);

@@ -119,12 +119,14 @@ void comm_gather(const double *send, long n, double *recv, int root, MPI_Comm co
     MPI_Gather(send, (int)n, MPI_DOUBLE, recv, (int)n, MPI_DOUBLE, root, comm);
 }
 
-void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
-                   const int64_t *recv_counts, int item, MPI_Comm comm)
+void comm_exchange(const void *send, const int64_t *send_counts, void *recv,
+                   const int64_t *recv_counts, size_t item, MPI_Comm comm)
 {
     const int size = comm_size(comm);
+    if (item > INT_MAX)
+        log_fatal("comm_exchange: items of %zu bytes exceed MPI's int counts", item);
     MPI_Datatype type;
-    MPI_Type_contiguous(item, MPI_DOUBLE, &type);
+    MPI_Type_contiguous((int)item, MPI_BYTE, &type);
     MPI_Type_commit(&type);
     MPI_Request *req = xmalloc(2 * (size_t)size * sizeof *req);
     int n = 0;
@@ -137,9 +139,10 @@ void comm_exchange(const double *send, const int64_t *send_counts, double *recv,
                       (long long)(send_counts[r] > recv_counts[r] ? send_counts[r]
                                                                   : recv_counts[r]));
         if (recv_counts[r])
-            MPI_Irecv(recv + got * (size_t)item, (int)recv_counts[r], type, r, 0, comm, &req[n++]);
+            MPI_Irecv((char *)recv + got * item, (int)recv_counts[r], type, r, 0, comm,
+                      &req[n++]);
         if (send_counts[r])
-            MPI_Isend(send + sent * (size_t)item, (int)send_counts[r], type, r, 0, comm,
+            MPI_Isend((const char *)send + sent * item, (int)send_counts[r], type, r, 0, comm,
                       &req[n++]);
         sent += (size_t)send_counts[r], got += (size_t)recv_counts[r];
     }

@@ -25,6 +25,7 @@ static const char *const order_names[] = {"fixed", "shuffle", NULL};
 static const char *const loss_names[] = {"mse", "cross_entropy", NULL};
 static const char *const share_names[] = {"off", "node", "auto", NULL};
 static const char *const locking_names[] = {"off", "on", "best_effort", NULL};
+static const char *const precision_names[] = {"double", "mixed", NULL};
 
 struct key {
     const char *section;
@@ -56,6 +57,8 @@ static const struct key keys[] = {
     REAL(model, alpha, "1", 0, 1, "residual scale: h = alpha / (L M)"),
     CHOICE(model, architecture, "resnet", architecture_names,
            "resnet, or shallow (every block sees the input)"),
+    CHOICE(model, precision, "double", precision_names,
+           "double, or mixed: particles and kernels in floats, sums exact"),
     REAL(init, u_std, "1", 0, 0, "std of each component of u"),
     REAL(init, w_std, "1", 0, 0, "std of w.x for unit-variance x (components: w_std/sqrt(D))"),
     REAL(init, b_std, "0.5", 0, 0, "std of b"),
@@ -494,4 +497,6 @@ void config_foreach(const struct mf_config *cfg, config_visit visit, void *ctx)
 }
 
 const char *config_activation_name(int activation) { return activation_names[activation]; }
+
+const char *config_precision_name(int precision) { return precision_names[precision]; }
 const char *config_data_kind_name(int kind) { return data_kind_names[kind]; }

@@ -70,7 +70,7 @@ static void teacher_targets(const struct mf_config *cfg, struct mf_samples *s)
     const int64_t L = cfg->data.teacher_layers, M = cfg->data.teacher_width;
     const double h = cfg->model.alpha / ((double)L * (double)M);
     struct mf_particles t;
-    particles_alloc(&t, L, M, D, 0, 1);
+    particles_alloc(&t, L, M, D, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&t, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,
                    (uint64_t)cfg->data.seed, RNG_TEACHER);
     const char *what = "the teacher's states (data.samples x model.dim doubles)";

@@ -40,17 +40,29 @@ void model_create(struct mf_model *m, const struct mf_config *cfg, int64_t d_out
     m->d_out = d_out;
     const int share = cfg->train.share_work == MF_SHARE_NODE ||
                       (cfg->train.share_work == MF_SHARE_AUTO && cfg->train.balance_every == 0);
-    if (share && comm_size(comm) > 1)
-        m->share = share_create(&m->particles, cfg->model.layers, cfg->model.width,
-                                (int)cfg->model.dim, cfg->train.share_work == MF_SHARE_NODE,
-                                comm);
+    const int D = (int)cfg->model.dim, precision = cfg->model.precision;
+    if (share && comm_size(comm) > 1) {
+        particles_layout(&m->particles, cfg->model.layers, cfg->model.width, D, precision,
+                         comm_rank(comm), comm_size(comm));
+        m->share = share_create(&m->particles, cfg->train.share_work == MF_SHARE_NODE, comm);
+    }
     if (!m->share)
-        particles_alloc(&m->particles, cfg->model.layers, cfg->model.width,
-                        (int)cfg->model.dim, comm_rank(comm), comm_size(comm));
+        particles_alloc(&m->particles, cfg->model.layers, cfg->model.width, D, precision,
+                        comm_rank(comm), comm_size(comm));
     particles_init(&m->particles, cfg->init.u_std, cfg->init.w_std, cfg->init.b_std,
                    (uint64_t)cfg->init.seed, RNG_INIT);
+    const size_t tile = (size_t)MF_CHUNK * (size_t)(2 * D + 1);
     m->work = xmalloc((size_t)kernels_workspace(MF_CHUNK) * sizeof(double));
-    m->grad = xmalloc((size_t)(MF_CHUNK * (2 * cfg->model.dim + 1)) * sizeof(double));
+    m->grad = xmalloc(tile * sizeof(double));
+    if (precision == MF_PRECISION_MIXED) {
+        m->grad32 = xmalloc(tile * sizeof(float));
+        m->theta = xmalloc(tile * sizeof(double));
+    }
+}
+
+static int mixed(const struct mf_model *m)
+{
+    return m->particles.precision == MF_PRECISION_MIXED;
 }
 
 void model_destroy(struct mf_model *m)
@@ -63,8 +75,12 @@ void model_destroy(struct mf_model *m)
     free(m->grad);
     free(m->chunk_sums);
     free(m->acc);
-    m->work = m->grad = m->chunk_sums = NULL;
+    free(m->x32);
+    free(m->grad32);
+    free(m->theta);
+    m->work = m->grad = m->chunk_sums = m->theta = NULL;
     m->acc = NULL;
+    m->x32 = m->p32 = m->sums32 = m->grad32 = NULL;
     m->sums_size = 0;
 }
 
@@ -79,17 +95,24 @@ void model_pad_input(const struct mf_model *m, int64_t n, int64_t d_in, const do
 }
 
 /* Room for the exact sums of `count` doubles (a double and EXACT_STATE's
- * limbs each), kept from pass to pass. */
+ * limbs each), and in mixed precision their inputs' and terms' floats,
+ * kept from pass to pass. */
 static void reserve_sums(struct mf_model *m, int64_t count)
 {
     if (count <= m->sums_size)
         return;
-    const char *what = "the exact sums of a pass (5 x the larger of train.batch, data.samples "
-                       "and data.test_samples x model.dim 8-byte values)";
+    const char *what = "the exact sums of a pass (5, or 6.5 in mixed precision, x the larger "
+                       "of train.batch, data.samples and data.test_samples x model.dim 8-byte "
+                       "values)";
     free(m->chunk_sums);
     free(m->acc);
+    free(m->x32);
     m->chunk_sums = xmalloc_for(what, (size_t)count, sizeof *m->chunk_sums);
     m->acc = xmalloc_for(what, (size_t)exact_size(&EXACT_STATE, count), sizeof *m->acc);
+    if (mixed(m)) {
+        m->x32 = xmalloc_for(what, 3 * (size_t)count, sizeof *m->x32);
+        m->p32 = m->x32 + count, m->sums32 = m->p32 + count;
+    }
     m->sums_size = count;
 }
 
@@ -111,6 +134,19 @@ static double *chunk_sums(struct mf_model *m, int64_t count)
 {
     memset(m->chunk_sums, 0, (size_t)count * sizeof *m->chunk_sums);
     return m->chunk_sums;
+}
+
+/* Doubles to floats and back (exactly). */
+static void narrow(int64_t n, const double *x, float *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = (float)x[i];
+}
+
+static void widen(int64_t n, const float *x, double *y)
+{
+    for (int64_t i = 0; i < n; i++)
+        y[i] = x[i];
 }
 
 static void sums_add(struct mf_model *m, int64_t count, int64_t *terms)
@@ -159,19 +195,31 @@ static void pass_end(struct pass *ps)
         share_end(ps->m->share);
 }
 
-/* Add this rank's chunks' drift of layer l at X (n x D) to the sums. */
+/* Add this rank's chunks' drift of layer l at X (n x D) to the sums. In
+ * mixed precision the kernels read X as floats, converted here once, and
+ * their float sums are converted back (exactly) for the exact sum. */
 static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *X,
                         int64_t *terms)
 {
     const int D = m->particles.dim;
+    const int64_t nd = n * D;
+    if (mixed(m))
+        narrow(nd, X, m->x32);
     struct pass ps = pass_begin(m, 1);
     struct mf_group g;
     while (pass_next(&ps, &g)) {
         for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
             const struct mf_chunk c = particles_chunk(g.owner, l, i0);
-            kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b,
-                            chunk_sums(m, n * D), m->work);
-            sums_add(m, n * D, terms);
+            double *sums = chunk_sums(m, nd);
+            if (mixed(m)) {
+                memset(m->sums32, 0, (size_t)nd * sizeof *m->sums32);
+                kernels_forward_f32(m->activation, n, D, m->x32, c.size, c.uf, c.wf, c.bf,
+                                    m->sums32, (float *)m->work);
+                widen(nd, m->sums32, sums);
+            } else {
+                kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b, sums, m->work);
+            }
+            sums_add(m, nd, terms);
         }
     }
     pass_end(&ps);
@@ -317,6 +365,45 @@ static double update_chunk(const struct mf_model *m, const struct mf_update *upd
     return vv;
 }
 
+/* One chunk's backward pass into the chunk sums (if want_dp) and the
+ * gradient tile gu, gw, gb, then its update; returns its squared
+ * velocities. In mixed precision the float results are converted to
+ * doubles, and the chunk's particles too, updated in doubles and rounded
+ * back to floats. */
+static double backward_chunk(struct mf_model *m, int64_t n, const double *X, const double *P,
+                             int want_dp, int64_t l, const struct mf_chunk *c,
+                             const struct mf_update *upd)
+{
+    const int D = m->particles.dim;
+    const int64_t nd = n * D, cm = c->size, tile = MF_CHUNK * D;
+    double *gu = m->grad, *gw = gu + tile, *gb = gw + tile;
+    if (!mixed(m)) {
+        kernels_backward(m->activation, n, D, X, P, cm, c->u, c->w, c->b,
+                         want_dp ? chunk_sums(m, nd) : NULL, gu, gw, gb, m->work);
+        return update_chunk(m, upd, l, c, gu, gw, gb);
+    }
+    float *gu32 = m->grad32, *gw32 = gu32 + tile, *gb32 = gw32 + tile;
+    if (want_dp)
+        memset(m->sums32, 0, (size_t)nd * sizeof *m->sums32);
+    kernels_backward_f32(m->activation, n, D, m->x32, m->p32, cm, c->uf, c->wf, c->bf,
+                         want_dp ? m->sums32 : NULL, gu32, gw32, gb32, (float *)m->work);
+    if (want_dp)
+        widen(nd, m->sums32, chunk_sums(m, nd));
+    widen(cm * D, gu32, gu);
+    widen(cm * D, gw32, gw);
+    widen(cm, gb32, gb);
+    struct mf_chunk wide = *c;
+    wide.u = m->theta, wide.w = m->theta + cm * D, wide.b = m->theta + 2 * cm * D;
+    widen(cm * D, c->uf, wide.u);
+    widen(cm * D, c->wf, wide.w);
+    widen(cm, c->bf, wide.b);
+    const double vv = update_chunk(m, upd, l, &wide, gu, gw, gb);
+    narrow(cm * D, wide.u, c->uf);
+    narrow(cm * D, wide.w, c->wf);
+    narrow(cm, wide.b, c->bf);
+    return vv;
+}
+
 double model_backward(struct mf_model *m, int64_t n, const double *X, const double *pL,
                       const int64_t *order, const struct mf_update *upd, double *P,
                       double *dP)
@@ -325,7 +412,6 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
     const int D = p->dim;
     const int64_t nd = n * D;
     const int shallow = m->architecture == MF_ARCH_SHALLOW;
-    double *gu = m->grad, *gw = gu + MF_CHUNK * D, *gb = gw + MF_CHUNK * D;
     int64_t vv[EXACT_SCALAR_LIMBS + 1]; /* exact_size(&EXACT_SCALAR, 1) */
     memset(vv, 0, sizeof vv);
     memcpy(P, pL, (size_t)nd * sizeof *P);
@@ -338,18 +424,21 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
          * computes this rank's groups only. */
         const int want_dp = !shallow && k > 0;
         int64_t terms = 0;
+        reserve_sums(m, nd);
         if (want_dp)
             sums_begin(m, nd);
+        if (mixed(m) && (k == p->layers - 1 || !shallow)) {
+            narrow(nd, Xk, m->x32);
+            narrow(nd, P, m->p32);
+        }
         struct pass ps = pass_begin(m, !(upd && upd->grad_u));
         struct mf_group g;
         while (pass_next(&ps, &g)) {
             for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
                 const struct mf_chunk c = particles_chunk(g.owner, l, i0);
-                kernels_backward(m->activation, n, D, Xk, P, c.size, c.u, c.w, c.b,
-                                 want_dp ? chunk_sums(m, nd) : NULL, gu, gw, gb, m->work);
+                const double chunk_vv = backward_chunk(m, n, Xk, P, want_dp, l, &c, upd);
                 if (want_dp)
                     sums_add(m, nd, &terms);
-                const double chunk_vv = update_chunk(m, upd, l, &c, gu, gw, gb);
                 exact_add(&EXACT_SCALAR, vv, &chunk_vv, 1);
             }
         }

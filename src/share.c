@@ -45,19 +45,17 @@ static int room_for(double bytes, char *why, size_t len)
     return bytes <= room;
 }
 
-struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t width, int dim,
-                              int required, MPI_Comm comm)
+struct mf_share *share_create(struct mf_particles *p, int required, MPI_Comm comm)
 {
     struct mf_share *s = xmalloc(sizeof *s);
     *s = (struct mf_share){.node = comm_node(comm)};
     s->ranks = comm_size(s->node);
     s->me = comm_rank(s->node);
-    particles_layout(p, layers, width, dim, comm_rank(comm), comm_size(comm));
     int64_t *first = xmalloc(2 * (size_t)s->ranks * sizeof *first), *count = first + s->ranks;
     comm_allgather_i64(p->first, first, s->node);
     comm_allgather_i64(p->count, count, s->node);
     const size_t values = (size_t)particles_values(p);
-    const size_t bytes = COUNTER_BYTES + values * sizeof(double);
+    const size_t bytes = COUNTER_BYTES + values * particles_value_size(p);
     double node_bytes = (double)bytes;
     comm_sum(&node_bytes, 1, s->node);
     char why[160];
@@ -74,7 +72,7 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
         return NULL;
     }
     char *base = comm_shared_alloc(bytes, s->node, &s->win);
-    particles_attach(p, (double *)(base + COUNTER_BYTES));
+    particles_attach(p, base + COUNTER_BYTES);
     s->peer = xmalloc((size_t)s->ranks * sizeof *s->peer);
     s->counter = xmalloc((size_t)s->ranks * sizeof *s->counter);
     for (int q = 0; q < s->ranks; q++) {
@@ -82,7 +80,7 @@ struct mf_share *share_create(struct mf_particles *p, int64_t layers, int64_t wi
         s->peer[q] = *p;
         s->peer[q].first = first[q];
         s->peer[q].count = count[q];
-        particles_attach(&s->peer[q], (double *)(segment + COUNTER_BYTES));
+        particles_attach(&s->peer[q], segment + COUNTER_BYTES);
         s->counter[q] = (_Atomic uint64_t *)segment;
     }
     free(first);

@@ -283,7 +283,7 @@ def test_out_of_memory_names_the_keys(tmp_path, small_config):
                           preexec_fn=limit, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert ("out of memory: the particles' u, w (model.layers x model.width / ranks x "
-            "model.dim doubles each) and b, 800000000 x 8 bytes (5.96 GiB)") in proc.stderr
+            "model.dim values each, of model.precision) and b, 800000000 x 8 bytes (5.96 GiB)") in proc.stderr
     assert not (tmp_path / "run").exists()
     proc = mfres("config", small_config, "--set", "model.layers=1000000000", "--set",
                  "model.width=1", "--set", "data.samples=100000", "--set", "train.batch=0")

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "balance.h"
+#include "config.h"
 
 /* Bounds of an even split of `chunks` whole chunks over `ranks`. */
 static void even(int ranks, int64_t chunks, int64_t *bounds)
@@ -98,9 +99,9 @@ static void test_balance_particles_moves_work(void **state)
     (void)state;
     const int64_t L = 2, M = 8 * MF_CHUNK * test_ranks;
     struct mf_particles ref, p;
-    particles_alloc(&ref, L, M, 2, 0, 1);
+    particles_alloc(&ref, L, M, 2, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&ref, 1.0, 1.0, 1.0, 5, RNG_INIT);
-    particles_alloc(&p, L, M, 2, test_rank, test_ranks);
+    particles_alloc(&p, L, M, 2, MF_PRECISION_DOUBLE, test_rank, test_ranks);
     particles_init(&p, 1.0, 1.0, 1.0, 5, RNG_INIT);
     const int64_t before = p.count;
     int64_t *old = xmalloc(2 * ((size_t)test_ranks + 1) * sizeof *old), *plan = old + test_ranks + 1;

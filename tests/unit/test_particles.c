@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "config.h"
 #include "particles.h"
 
 /* Every rank count from 1 to 9 tiles [0, M) with chunk-aligned pieces. */
@@ -52,11 +53,11 @@ static void test_width_coupling(void **state)
     const int64_t L = 3, M = 2 * MF_CHUNK + 9;
     const int D = 5;
     struct mf_particles ref, wide, mine;
-    particles_alloc(&ref, L, M, D, 0, 1);
+    particles_alloc(&ref, L, M, D, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&ref, 1.0, 2.0, 0.5, 42, RNG_INIT);
-    particles_alloc(&wide, L, 2 * M, D, 0, 1);
+    particles_alloc(&wide, L, 2 * M, D, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&wide, 1.0, 2.0, 0.5, 42, RNG_INIT);
-    particles_alloc(&mine, L, M, D, test_rank, test_ranks);
+    particles_alloc(&mine, L, M, D, MF_PRECISION_DOUBLE, test_rank, test_ranks);
     particles_init(&mine, 1.0, 2.0, 0.5, 42, RNG_INIT);
     for (int64_t l = 0; l < L; l++)
         for (int64_t m = 0; m < M; m++)
@@ -69,7 +70,7 @@ static void test_width_coupling(void **state)
     for (int ranks = 2; ranks <= 5; ranks++)
         for (int r = 0; r < ranks; r++) {
             struct mf_particles part;
-            particles_alloc(&part, L, M, D, r, ranks);
+            particles_alloc(&part, L, M, D, MF_PRECISION_DOUBLE, r, ranks);
             particles_init(&part, 1.0, 2.0, 0.5, 42, RNG_INIT);
             for (int64_t l = 0; l < L; l++)
                 for (int64_t m = part.first; m < part.first + part.count; m++)
@@ -89,7 +90,7 @@ static void test_init_scales(void **state)
     const int64_t L = 2, M = 20000;
     const int D = 4;
     struct mf_particles p;
-    particles_alloc(&p, L, M, D, 0, 1);
+    particles_alloc(&p, L, M, D, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&p, 3.0, 2.0, 0.5, 1, RNG_INIT);
     double su = 0, sw = 0, sb = 0;
     const int64_t n = L * M;
@@ -114,9 +115,9 @@ static void test_repartition_keeps_values(void **state)
     const int64_t L = 3, chunks = 4 * test_ranks + 3, M = chunks * MF_CHUNK - 5;
     const int D = 3;
     struct mf_particles ref, p;
-    particles_alloc(&ref, L, M, D, 0, 1);
+    particles_alloc(&ref, L, M, D, MF_PRECISION_DOUBLE, 0, 1);
     particles_init(&ref, 1.0, 2.0, 0.5, 7, RNG_INIT);
-    particles_alloc(&p, L, M, D, test_rank, test_ranks);
+    particles_alloc(&p, L, M, D, MF_PRECISION_DOUBLE, test_rank, test_ranks);
     particles_init(&p, 1.0, 2.0, 0.5, 7, RNG_INIT);
     int64_t *bounds = xmalloc(((size_t)test_ranks + 1) * sizeof *bounds);
     for (int shape = 0; shape < 4; shape++) {

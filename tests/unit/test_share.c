@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "comm.h"
+#include "config.h"
 #include "exact.h"
 #include "particles.h"
 #include "share.h"
@@ -29,7 +30,8 @@ static void sleep_ms(int ms)
  * w = (0, 0), b = -(l M + m), visible to every rank on return. */
 static struct mf_share *labelled_share(struct mf_particles *p)
 {
-    struct mf_share *s = share_create(p, L, M, D, 1, MPI_COMM_WORLD);
+    particles_layout(p, L, M, D, MF_PRECISION_DOUBLE, test_rank, test_ranks);
+    struct mf_share *s = share_create(p, 1, MPI_COMM_WORLD);
     for (int64_t l = 0; l < L; l++)
         for (int64_t i = 0; i < p->count; i++) {
             const int64_t at = l * p->count + i;
