@@ -19,6 +19,8 @@
  * machine's practical peak, to compare the kernels with. Best of a few
  * repetitions of about `seconds` in all. */
 double blas_dgemm_gflops(double seconds);
+/* The same for SGEMM: the peak of the mixed-precision kernels. */
+double blas_sgemm_gflops(double seconds);
 
 /* The library as found at run time (by its own functions' names, so any
  * CBLAS links): "OpenBLAS core Haswell", "BLIS 0.9.0", "MKL" or "CBLAS". */

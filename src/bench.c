@@ -33,6 +33,7 @@ struct bench_options {
     int per_rank;       /* width is per rank: M = width x ranks (weak scaling) */
     int share, no_share; /* train.share_work = node, off (default auto) */
     int activation;     /* enum mf_activation */
+    int precision;      /* enum mf_precision, or -1: both, alternating */
     const char *tsv;    /* append a TSV row here (NULL: none) */
     const char *label;  /* first TSV column */
     const char *waits;  /* write every reduction's waits here (NULL: none) */
@@ -44,22 +45,27 @@ static void bench_usage(FILE *out)
             "usage: mpirun -n R mfres bench [--layers L] [--width M] [--per-rank] [--dim D]\n"
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
             "                   [--label TEXT] [--balance K] [--share | --no-share]\n"
-            "                   [--waits FILE]\n"
-            "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh. --per-rank makes M\n"
+            "                   [--waits FILE] [--precision double|mixed|both]\n"
+            "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh, double. --per-rank makes M\n"
             "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
             "header when the file is new). --balance K moves particles to the faster ranks\n"
             "every K steps, as train.balance_every does (its time counts in the steps).\n"
             "The ranks of a node compute each other's chunks when done with theirs\n"
             "(work sharing) unless --balance is given, as train.share_work = auto does;\n"
             "--share insists on it (train.share_work = node), --no-share turns it off.\n"
-            "--waits writes each rank's wait before every reduction of the timed steps.\n");
+            "--waits writes each rank's wait before every reduction of the timed steps.\n"
+            "--precision both measures double and mixed precision three times each,\n"
+            "alternating, each with a fresh model, reports each one's fastest run and their\n"
+            "ratio (the peak RSS then is the process's over all six; run one precision for\n"
+            "its own).\n");
 }
 
 /* Parse options; 0 or -1 with err. */
 static int parse(int argc, char **argv, struct bench_options *o, char *err, size_t errlen)
 {
     *o = (struct bench_options){.layers = 8, .width = 100000, .dim = 16, .batch = 256,
-                                .steps = 10, .activation = MF_ACT_TANH, .label = "bench"};
+                                .steps = 10, .activation = MF_ACT_TANH, .label = "bench",
+                                .precision = MF_PRECISION_DOUBLE};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int64_t *field = !strcmp(a, "--layers") ? &o->layers
@@ -78,7 +84,7 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
             continue;
         }
         if (!field && strcmp(a, "--tsv") && strcmp(a, "--label") && strcmp(a, "--activation") &&
-            strcmp(a, "--waits"))
+            strcmp(a, "--waits") && strcmp(a, "--precision"))
             return snprintf(err, errlen, "bench: unknown option '%s'", a), -1;
         if (!v)
             return snprintf(err, errlen, "bench: %s needs a value", a), -1;
@@ -89,14 +95,20 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
             o->waits = v;
         } else if (!strcmp(a, "--label")) {
             o->label = v;
-        } else if (!strcmp(a, "--activation")) {
+        } else if (!strcmp(a, "--activation") ||
+                   (!strcmp(a, "--precision") && strcmp(v, "both"))) {
             struct mf_config probe;
             char assignment[64];
             config_defaults(&probe);
-            snprintf(assignment, sizeof assignment, "model.activation=%s", v);
+            snprintf(assignment, sizeof assignment, "model.%s=%.40s", a + 2, v);
             if (config_set(&probe, assignment, err, errlen) != 0)
                 return -1;
-            o->activation = probe.model.activation;
+            if (a[2] == 'a')
+                o->activation = probe.model.activation;
+            else
+                o->precision = probe.model.precision;
+        } else if (!strcmp(a, "--precision")) {
+            o->precision = -1;
         } else {
             char *end;
             errno = 0;
@@ -108,6 +120,8 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
     }
     if (o->share && o->no_share)
         return snprintf(err, errlen, "bench: --share and --no-share exclude each other"), -1;
+    if (o->precision < 0 && o->waits)
+        return snprintf(err, errlen, "bench: --waits takes one precision, not both"), -1;
     return 0;
 }
 
@@ -167,27 +181,38 @@ static double pss_bytes(void)
 }
 
 /* The activation's best time per value, in ns: kernels_activate (sigma
- * alone) over 4096 values in [-4, 4], which stay in the core's L1 and L2,
- * repeated for about `seconds`. */
-static double activation_ns(int activation, double seconds)
+ * alone; its _f32 twin in mixed precision) over 4096 values in [-4, 4],
+ * which stay in the core's L1 and L2, repeated for about `seconds`. */
+static double activation_ns(int activation, int precision, double seconds)
 {
     enum { N = 4096 };
     double *a = xmalloc(2 * N * sizeof *a), *s = a + N;
+    float *af = xmalloc(2 * N * sizeof *af), *sf = af + N;
     for (int i = 0; i < N; i++)
-        a[i] = 8.0 * (i + 0.5) / N - 4.0;
+        af[i] = (float)(a[i] = 8.0 * (i + 0.5) / N - 4.0);
     double best = 1e300, spent = 0;
     for (int rep = 0; rep < 10000 && (rep < 20 || spent < seconds); rep++) {
         const double t0 = comm_wtime();
-        kernels_activate(activation, N, a, s, NULL);
+        if (precision == MF_PRECISION_MIXED)
+            kernels_activate_f32(activation, N, af, sf, NULL);
+        else
+            kernels_activate(activation, N, a, s, NULL);
         const double dt = comm_wtime() - t0;
         spent += dt;
         best = dt < best ? dt : best;
     }
     free(a);
+    free(af);
     return best / N * 1e9;
 }
 
-/* The DGEMM peak is measured between the steps, on the same core: a shared
+/* The GEMM peak of the run's precision: DGEMM, or SGEMM in mixed. */
+static double gemm_peak(int precision)
+{
+    return precision == MF_PRECISION_MIXED ? blas_sgemm_gflops(0.2) : blas_dgemm_gflops(0.2);
+}
+
+/* The GEMM peak is measured between the steps, on the same core: a shared
  * machine's clock and neighbours drift over seconds, and each step is
  * compared with the peak measured just before and after it. */
 static void measure(const struct bench_options *o, const struct mf_config *cfg,
@@ -211,8 +236,9 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     comm_time_waits(1, o->waits ? &r->waits : NULL);
     timer_reset_all();
     double step_total = 0;
-    peaks[0] = blas_dgemm_gflops(0.2);
-    const double activation = activation_ns(o->activation, 0.05);
+    const int precision = cfg->model.precision;
+    peaks[0] = gemm_peak(precision);
+    const double activation = activation_ns(o->activation, precision, 0.05);
     for (int64_t k = 0; k < n; k++) {
         comm_barrier(comm);
         double t0 = comm_wtime(), busy0 = balance_clock();
@@ -222,12 +248,12 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
             balance_particles(&m->particles, &r->balance, comm);
         r->seconds[k] = comm_max(comm_wtime() - t0, comm);
         step_total += r->seconds[k];
-        peaks[k + 1] = blas_dgemm_gflops(0.2);
+        peaks[k + 1] = gemm_peak(precision);
         r->fraction[k] = flops_per_rank / r->seconds[k] / 1e9 / (0.5 * (peaks[k] + peaks[k + 1]));
     }
     const double mpi = timer_seconds(TIMER_MPI), wait = timer_seconds(TIMER_MPI_WAIT);
     comm_time_waits(0, NULL);
-    const double after = activation_ns(o->activation, 0.05);
+    const double after = activation_ns(o->activation, precision, 0.05);
     r->activation = over_ranks(after < activation ? after : activation, comm);
     if (o->waits) {
         r->all_waits = comm_rank(comm) == 0
@@ -256,6 +282,14 @@ static void measure(const struct bench_options *o, const struct mf_config *cfg,
     getrusage(RUSAGE_SELF, &ru);
     r->rss = comm_max((double)ru.ru_maxrss * 1024.0, comm);
     r->pss = over_ranks(pss_bytes(), comm);
+}
+
+static void measured_free(struct measured *r)
+{
+    free(r->seconds);
+    free(r->waits.wait);
+    free(r->all_waits);
+    *r = (struct measured){0};
 }
 
 /* The --waits file, one row per reduction: the step, the reduction within
@@ -304,50 +338,55 @@ static int open_output(const char *path, const char *mode, FILE **f, char *err, 
     return 0;
 }
 
-/* The table on stdout and, with --tsv, one row. Rank 0 only; closes the
- * output files. */
+/* The table on stdout and, with --tsv, one row. Rank 0 only. */
 static void report(const struct bench_options *o, const struct mf_config *cfg, int ranks,
                    const struct measured *r, struct outputs *out)
 {
     const int64_t n = r->n;
     const double L = (double)cfg->model.layers, M = (double)cfg->model.width;
     const double D = (double)cfg->model.dim, B = (double)o->batch;
+    const int mixed = cfg->model.precision == MF_PRECISION_MIXED;
+    const char *gemm = mixed ? "SGEMM" : "DGEMM";
     const double local = L * r->share.max; /* the largest share */
-    const double state = local * 8.0 * (2.0 * D + 1.0);
+    const double state = local * (mixed ? 4.0 : 8.0) * (2.0 * D + 1.0);
     const double median = r->seconds[n / 2], fraction = r->fraction[n / 2];
     const double gflops = 12.0 * B * D * M * L / median / 1e9;
     /* Core time per sample x particle x layer: the figure of merit at small
      * D, where the activations (not counted in the nominal flops) weigh. */
     const double ns = median * ranks / (B * M * L) * 1e9;
-    /* Its lower bound on this core: two activations (forward, and again in
-     * the backward) at the probe's best speed, and the multiply-adds of the
-     * products at the DGEMM peak: 7 D per sample and particle, 6 D in the
-     * first layer (no adjoint increment there). */
+    /* Its lower bound on this core, for this design (activations
+     * recomputed, not stored): two activations (forward, and again in the
+     * backward) at the probe's best speed, and the multiply-adds of the
+     * products at the GEMM peak of the precision: 7 D per sample and
+     * particle, 6 D in the first layer (no adjoint increment there). */
     const double multiply_adds = (7.0 - 1.0 / L) * D;
     const double bound = 2 * r->activation.mean + 2 * multiply_adds / r->peak.mean;
     printf("mfres bench %s, %d ranks, kernels %s, BLAS %s, %d BLAS thread(s) per rank\n",
            mfres_version, ranks, kernels_path()->name, blas_name(), blas_threads());
-    printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s; %lld steps\n", L,
-           M, M / ranks, D, B, config_activation_name(o->activation), (long long)n);
-    printf("  DGEMM peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "
+    printf("model L = %.0f, M = %.0f (%.0f per rank), D = %.0f, B = %.0f, %s, %s precision; "
+           "%lld steps\n",
+           L, M, M / ranks, D, B, config_activation_name(o->activation),
+           config_precision_name(cfg->model.precision), (long long)n);
+    printf("  %s peak per rank      %8.2f GFLOP/s (min %.2f, max %.2f; medians of %lld "
            "between the steps)\n",
-           r->peak.mean, r->peak.min, r->peak.max, (long long)n + 1);
+           gemm, r->peak.mean, r->peak.min, r->peak.max, (long long)n + 1);
     printf("  step, nominal            %8.2f GFLOP/s in all, %.2f per rank\n", gflops,
            gflops / ranks);
     printf("  core time per sample x particle x layer %.3f ns (12 D = %.0f nominal flops and "
            "two activations)\n",
            ns, 12 * D);
-    printf("  bound: two activations at %.3f ns and %.4g multiply-adds at the DGEMM peak, "
+    printf("  bound: two activations at %.3f ns and %.4g multiply-adds at the %s peak, "
            "%.3f ns; the step takes %.2f times that\n",
-           r->activation.mean, multiply_adds, bound, ns / bound);
-    printf("  step / DGEMM peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
+           r->activation.mean, multiply_adds, gemm, bound, ns / bound);
+    printf("  step / %s peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
            "against the peak around it)\n",
-           100 * fraction, 100 * r->fraction[0], 100 * r->fraction[n - 1]);
+           gemm, 100 * fraction, 100 * r->fraction[0], 100 * r->fraction[n - 1]);
     printf("  seconds per step         %8.4f median (min %.4f, max %.4f)\n", median,
            r->seconds[0], r->seconds[n - 1]);
     printf("  peak RSS per rank        %8.1f MiB (state %.1f MiB; %.1f bytes per particle, "
-           "state %.0f)\n",
-           r->rss / 1048576, state / 1048576, r->rss / local, state / local);
+           "state %.0f)%s\n",
+           r->rss / 1048576, state / 1048576, r->rss / local, state / local,
+           o->precision < 0 ? "; the process's, both precisions" : "");
     printf("  RSS / (1.25 state + 64 MiB) %5.2f\n", r->rss / (1.25 * state + 64 * 1048576.0));
     if (r->pss.min >= 0)
         printf("  PSS per rank at the end  %8.1f MiB max (%.1f bytes per particle; %.1f MiB "
@@ -381,21 +420,20 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     FILE *f = out->tsv;
     if (!f)
         return;
+    /* dgemm_gflops holds the peak of the run's precision (SGEMM in mixed) */
     if (ftell(f) == 0)
         fprintf(f, "label\tranks\tlayers\twidth\tdim\tbatch\tsteps\tdgemm_gflops\t"
                    "step_gflops\tpeak_fraction\tseconds_median\tseconds_min\t"
                    "seconds_max\trss_bytes\tstate_bytes\tmpi_fraction_mean\t"
                    "mpi_fraction_max\tmpi_wait_fraction_max\t"
                    "mpi_reduce_fraction_max\tpss_bytes\tns_per_unit\tactivation_ns\t"
-                   "bound_ns\n");
+                   "bound_ns\tprecision\n");
     fprintf(f, "%s\t%d\t%.0f\t%.0f\t%.0f\t%.0f\t%lld\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t%.6g\t"
-               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\t%.6g\t%.6g\t%.6g\n",
+               "%.0f\t%.0f\t%.6g\t%.6g\t%.6g\t%.6g\t%.0f\t%.6g\t%.6g\t%.6g\t%s\n",
             o->label, ranks, L, M, D, B, (long long)n, r->peak.mean, gflops, fraction, median,
             r->seconds[0], r->seconds[n - 1], r->rss, state, r->mpi.mean, r->mpi.max,
             r->wait.max, r->reduce.max, r->pss.min >= 0 ? r->pss.max : -1, ns,
-            r->activation.mean, bound);
-    if (fclose(f) != 0)
-        log_fatal("bench: cannot write %s", o->tsv);
+            r->activation.mean, bound, config_precision_name(cfg->model.precision));
 }
 
 int bench_main(int argc, char **argv, MPI_Comm comm)
@@ -446,20 +484,42 @@ int bench_main(int argc, char **argv, MPI_Comm comm)
         return MF_EXIT_USAGE;
     }
 
-    struct mf_dataset ds;
-    data_build(&cfg, NULL, &ds);
-    struct mf_model m;
-    model_create(&m, &cfg, ds.d_out, comm);
-    struct train_workspace *w = train_workspace_create(&cfg, &ds);
-    struct measured r;
-    measure(&o, &cfg, &ds, &m, w, &r);
-    if (rank == 0)
-        report(&o, &cfg, ranks, &r, &out);
-    free(r.seconds);
-    free(r.waits.wait);
-    free(r.all_waits);
-    train_workspace_destroy(w);
-    model_destroy(&m);
-    data_free(&ds);
+    /* One precision, or both: three runs each, alternating, each keeping
+     * its fastest (the least median step). */
+    const int both = o.precision < 0, rounds = both ? 3 : 1;
+    struct measured best[2] = {{0}};
+    for (int round = 0; round < rounds; round++)
+        for (int i = 0; i < 1 + both; i++) {
+            cfg.model.precision = both ? i : o.precision;
+            struct mf_dataset ds;
+            data_build(&cfg, NULL, &ds);
+            struct mf_model m;
+            model_create(&m, &cfg, ds.d_out, comm);
+            struct train_workspace *w = train_workspace_create(&cfg, &ds);
+            struct measured r;
+            measure(&o, &cfg, &ds, &m, w, &r);
+            train_workspace_destroy(w);
+            model_destroy(&m);
+            data_free(&ds);
+            if (round == 0 || r.seconds[r.n / 2] < best[i].seconds[best[i].n / 2]) {
+                measured_free(&best[i]);
+                best[i] = r;
+            } else {
+                measured_free(&r);
+            }
+        }
+    for (int i = 0; i < 1 + both && rank == 0; i++) {
+        cfg.model.precision = both ? i : o.precision;
+        report(&o, &cfg, ranks, &best[i], &out);
+    }
+    if (both && rank == 0) {
+        const double ratio = best[0].seconds[best[0].n / 2] / best[1].seconds[best[1].n / 2];
+        printf("mixed precision: %.2f times as fast per step as double (medians; the fastest "
+               "of 3 alternating runs each)\n", ratio);
+    }
+    for (int i = 0; i < 2; i++)
+        measured_free(&best[i]);
+    if (out.tsv && fclose(out.tsv) != 0)
+        log_fatal("bench: cannot write %s", o.tsv);
     return 0;
 }

@@ -50,13 +50,15 @@ int cmd_info(int argc, char **argv, MPI_Comm comm)
            hdr.kind == CHECKPOINT_FULL ? "checkpoint" : "snapshot", hdr.version, hdr.ranks);
     printf("step       %lld of %lld, mean-field time %.6g\n", (long long)hdr.step,
            (long long)c->train.steps, hdr.time);
-    printf("model      L = %lld, M = %lld, D = %lld, %s, %s; %lld particles stored (stride "
-           "%lld)\n",
+    printf("model      L = %lld, M = %lld, D = %lld, %s, %s, %s precision; %lld particles "
+           "stored (stride %lld, %s)\n",
            (long long)c->model.layers, (long long)c->model.width, (long long)c->model.dim,
            config_activation_name(c->model.activation),
            c->model.architecture == MF_ARCH_SHALLOW ? "shallow" : "resnet",
+           config_precision_name(c->model.precision),
            (long long)(c->model.layers * ((c->model.width + hdr.stride - 1) / hdr.stride)),
-           (long long)hdr.stride);
+           (long long)hdr.stride,
+           c->model.precision == MF_PRECISION_MIXED ? "float32" : "float64");
     printf("data       %s: %lld train, %lld test samples\n", config_data_kind_name(c->data.kind),
            (long long)c->data.samples, (long long)c->data.test_samples);
     if (h.count > 0) {

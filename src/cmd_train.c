@@ -217,12 +217,13 @@ static void print_banner(const struct mf_config *cfg, const struct mf_model *m, 
     log_info("mfres %s (%s)", mfres_version, mfres_compiler);
     log_info("ranks %d, kernels %s, BLAS %s with %d thread(s) per rank, %d particles per "
              "chunk", ranks, kernels_path()->name, blas_name(), blas_threads(), MF_CHUNK);
-    log_info("model L = %lld, M = %lld, D = %d, %s, %s; %lld particles, %.3g MB of state per "
-             "rank",
+    log_info("model L = %lld, M = %lld, D = %d, %s, %s, %s precision; %lld particles, %.3g MB "
+             "of state per rank",
              (long long)p->layers, (long long)p->width, p->dim,
              config_activation_name(cfg->model.activation),
              cfg->model.architecture == MF_ARCH_SHALLOW ? "shallow" : "resnet",
-             (long long)(p->layers * p->width), 8.0 * (2 * p->dim + 1) * n / ranks / 1e6);
+             config_precision_name(cfg->model.precision), (long long)(p->layers * p->width),
+             (double)particles_value_size(p) * (2 * p->dim + 1) * n / ranks / 1e6);
     log_info("data %s: %lld train, %lld test samples, d_in = %lld, d_out = %lld",
              config_data_kind_name(cfg->data.kind), (long long)cfg->data.samples,
              (long long)cfg->data.test_samples, (long long)cfg->data.input_dim,

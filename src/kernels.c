@@ -121,9 +121,14 @@ static inline void store(real *p, vr v) { memcpy(p, &v, sizeof v); }
 
 static inline vr splat(real x) { return (vr){0} + x; }
 
-/* The lanes' sum, pairwise in a fixed order. */
+/* The lanes' sum, pairwise in a fixed order (for 16 floats the halves'
+ * sums, then theirs: the intrinsic's fixed tree, which GCC compiles to 8
+ * vector operations where the loop took 30). */
 static inline real lanes_sum(vr v)
 {
+#if defined(MF_REAL_FLOAT) && VECTOR_BYTES == 64
+    return _mm512_reduce_add_ps((__m512)v);
+#endif
     for (int w = LANES / 2; w >= 1; w /= 2)
         for (int i = 0; i < w; i++)
             v[i] = v[2 * i] + v[2 * i + 1];

@@ -28,13 +28,16 @@ void plan_estimate(const struct mf_config *cfg, int ranks, int nodes, struct pla
     p->ranks = ranks;
     p->nodes = nodes < 1 ? 1 : nodes > ranks ? ranks : nodes;
     p->ranks_per_node = (ranks + p->nodes - 1) / p->nodes;
-    p->state = 8 * (2 * D + 1) * L * M / ranks;
+    const int mixed = cfg->model.precision == MF_PRECISION_MIXED;
+    const double value = mixed ? 4 : 8; /* bytes per particle value */
+    p->state = value * (2 * D + 1) * L * M / ranks;
     p->buffers = 8 * ((L + 5) * B * D           /* the batch pass */
                       + 4 * n * D              /* the evaluation's states */
-                      + 5 * (n > B ? n : B) * D /* exact sums: a double and 4 limbs */
+                      /* exact sums: a double and 4 limbs; 3 floats more in mixed */
+                      + (mixed ? 6.5 : 5) * (n > B ? n : B) * D
                       + (n_train + n_test) * ((double)cfg->data.input_dim + y));
     p->rank = p->state + p->buffers + PLAN_RANK_BASE;
-    p->checkpoint = L * M * (8 * (2 * D + 1) + 12) +
+    p->checkpoint = L * M * (value * (2 * D + 1) + 12) +
                     8 * (n_train + n_test) * ((double)cfg->data.input_dim + y) + 65536;
 }
 
@@ -48,7 +51,8 @@ int plan_check_memory(const struct plan *p, int ranks_here, double node_memory,
         return 0;
     snprintf(err, errlen,
              "the run does not fit: about %.3g GiB per node (%d ranks x %.3g GiB: %.3g GiB of "
-             "particle state, 8 (2 model.dim + 1) model.layers model.width bytes over %d ranks, "
+             "particle state, 8 (4 in mixed precision) (2 model.dim + 1) model.layers model.width "
+             "bytes over %d ranks, "
              "and %.3g GiB of buffers and runtime), and %s has %.3g GiB (%s); spread it over "
              "more nodes, or lower model.width",
              gib(node), ranks_here, gib(p->rank), gib(p->state), p->ranks,
