@@ -291,11 +291,12 @@ static void test_langevin_noise(void **state)
  * 0), as load balancing does; with share, the ranks share their work
  * (train.share_work = node: the chunks each rank computes vary from pass to
  * pass). */
-static void check_rank_invariance(int arch, int64_t M, int skew, int share)
+static void check_rank_invariance(int arch, int64_t M, int skew, int share, int precision)
 {
     struct mf_config cfg;
     small_config(&cfg, MF_DATA_TEACHER, MF_LOSS_MSE, 3, M);
     cfg.model.architecture = arch;
+    cfg.model.precision = precision;
     cfg.data.samples = 40;
     cfg.train.batch = 16;
     cfg.train.order = MF_ORDER_SHUFFLE;
@@ -341,20 +342,23 @@ static void check_rank_invariance(int arch, int64_t M, int skew, int share)
         assert_true(*obs_all[i] == *obs_alone[i]);
 
     const struct mf_particles *p = &all.particles, *q = &alone.particles;
-    const int D = p->dim;
+    const size_t D = (size_t)p->dim, size = particles_value_size(p);
     for (int64_t l = 0; l < p->layers; l++)
         for (int64_t i = 0; i < p->count; i++) {
-            int64_t mine = l * p->count + i, ref = l * q->count + p->first + i;
-            for (int k = 0; k < D; k++) {
-                assert_true(p->u[mine * D + k] == q->u[ref * D + k]);
-                assert_true(p->w[mine * D + k] == q->w[ref * D + k]);
-            }
-            assert_true(p->b[mine] == q->b[ref]);
+            const size_t mine = (size_t)(l * p->count + i), ref = (size_t)(l * q->count + p->first + i);
+            assert_memory_equal((char *)p->u + mine * D * size, (char *)q->u + ref * D * size,
+                                D * size);
+            assert_memory_equal((char *)p->w + mine * D * size, (char *)q->w + ref * D * size,
+                                D * size);
+            assert_memory_equal((char *)p->b + mine * size, (char *)q->b + ref * size, size);
         }
     /* The run moved the particles: the comparison is not of initial values. */
     struct mf_model fresh;
     model_create(&fresh, &cfg, ds.d_out, MPI_COMM_SELF);
-    assert_true(fabs(fresh.particles.u[0] - q->u[0]) > 1e-6);
+    if (precision == MF_PRECISION_MIXED)
+        assert_true(fabsf(fresh.particles.uf[0] - q->uf[0]) > 1e-6f);
+    else
+        assert_true(fabs(fresh.particles.u[0] - q->u[0]) > 1e-6);
     model_destroy(&fresh);
     model_destroy(&all);
     model_destroy(&alone);
@@ -364,13 +368,90 @@ static void check_rank_invariance(int arch, int64_t M, int skew, int share)
 static void test_rank_invariance(void **state)
 {
     (void)state;
-    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0, 0);
-    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 0); /* 2 chunks: ranks with none */
-    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0, 0);
-    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1, 0);
-    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 0, 1);
-    check_rank_invariance(MF_ARCH_SHALLOW, 3 * MF_CHUNK + 5, 0, 1);
-    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 1);
+    const int d = MF_PRECISION_DOUBLE;
+    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0, 0, d);
+    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 0, d); /* 2 chunks: ranks with none */
+    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0, 0, d);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1, 0, d);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 0, 1, d);
+    check_rank_invariance(MF_ARCH_SHALLOW, 3 * MF_CHUNK + 5, 0, 1, d);
+    check_rank_invariance(MF_ARCH_RESNET, MF_CHUNK + 1, 0, 1, d);
+}
+
+/* The same in mixed precision: float particles and kernels, exact sums. */
+static void test_rank_invariance_mixed(void **state)
+{
+    (void)state;
+    const int mixed = MF_PRECISION_MIXED;
+    check_rank_invariance(MF_ARCH_RESNET, 3 * MF_CHUNK + 17, 0, 0, mixed);
+    check_rank_invariance(MF_ARCH_SHALLOW, 2 * MF_CHUNK + 5, 0, 0, mixed);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 1, 0, mixed);
+    check_rank_invariance(MF_ARCH_RESNET, 8 * MF_CHUNK + 17, 0, 1, mixed);
+    check_rank_invariance(MF_ARCH_SHALLOW, 3 * MF_CHUNK + 5, 0, 1, mixed);
+}
+
+/* Mixed precision's gradients against the double path's, from the same
+ * particles (the mixed model's floats, widened): within 1e-5 relative in
+ * norm, and each component within 1e-5 of the largest. */
+static void check_mixed_gradient(int kind, int loss, int act, int arch, int64_t M)
+{
+    struct fixture f[2];
+    struct arrays g[2];
+    for (int i = 0; i < 2; i++) {
+        small_config(&f[i].cfg, kind, loss, 3, M);
+        f[i].cfg.model.activation = act;
+        f[i].cfg.model.architecture = arch;
+        f[i].cfg.model.precision = i ? MF_PRECISION_MIXED : MF_PRECISION_DOUBLE;
+        fixture_init(&f[i], MPI_COMM_WORLD);
+        g[i] = arrays_alloc(&f[i].m.particles);
+    }
+    const struct mf_particles *p = &f[0].m.particles, *q = &f[1].m.particles;
+    const int64_t n = p->layers * p->count, D = p->dim;
+    for (int64_t i = 0; i < n * D; i++)
+        p->u[i] = q->uf[i], p->w[i] = q->wf[i];
+    for (int64_t i = 0; i < n; i++)
+        p->b[i] = q->bf[i];
+    for (int i = 0; i < 2; i++) {
+        struct mf_update upd = {.grad_u = g[i].u, .grad_w = g[i].w, .grad_b = g[i].b};
+        loss_of(&f[i]);
+        model_backward(&f[i].m, f[i].n, f[i].X, f[i].pL, f[i].order, &upd, f[i].P, f[i].dP);
+    }
+    double sums[3] = {0, 0, 0}; /* error^2, norm^2, largest */
+    for (int part = 0; part < 3; part++) {
+        const double *a = part == 0 ? g[1].u : part == 1 ? g[1].w : g[1].b;
+        const double *b = part == 0 ? g[0].u : part == 1 ? g[0].w : g[0].b;
+        for (int64_t i = 0; i < (part < 2 ? n * D : n); i++) {
+            sums[0] += (a[i] - b[i]) * (a[i] - b[i]);
+            sums[1] += b[i] * b[i];
+            sums[2] = fmax(sums[2], fabs(b[i]));
+        }
+    }
+    comm_sum(sums, 2, MPI_COMM_WORLD);
+    sums[2] = comm_max(sums[2], MPI_COMM_WORLD);
+    if (!(sqrt(sums[0]) <= 1e-5 * sqrt(sums[1])) || !(sums[1] > 0))
+        fail_msg("mixed gradient relative error %.3g (act %d loss %d arch %d)",
+                 sqrt(sums[0] / sums[1]), act, loss, arch);
+    for (int part = 0; part < 3; part++) {
+        const double *a = part == 0 ? g[1].u : part == 1 ? g[1].w : g[1].b;
+        const double *b = part == 0 ? g[0].u : part == 1 ? g[0].w : g[0].b;
+        for (int64_t i = 0; i < (part < 2 ? n * D : n); i++)
+            assert_close(a[i], b[i], 0, 1e-5 * sums[2]);
+    }
+    for (int i = 0; i < 2; i++) {
+        arrays_free(&g[i]);
+        fixture_free(&f[i]);
+    }
+}
+
+static void test_gradient_mixed_precision(void **state)
+{
+    (void)state;
+    for (int act = MF_ACT_TANH; act <= MF_ACT_SOFTPLUS; act++)
+        check_mixed_gradient(MF_DATA_TEACHER, MF_LOSS_MSE, act, MF_ARCH_RESNET,
+                             2 * MF_CHUNK + 3);
+    check_mixed_gradient(MF_DATA_SPIRALS, MF_LOSS_CROSS_ENTROPY, MF_ACT_TANH, MF_ARCH_RESNET, 7);
+    check_mixed_gradient(MF_DATA_TEACHER, MF_LOSS_MSE, MF_ACT_TANH, MF_ARCH_SHALLOW,
+                         2 * MF_CHUNK + 3);
 }
 
 static const struct CMUnitTest tests[] = {
@@ -379,5 +460,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_update_rule),
     cmocka_unit_test(test_langevin_noise),
     cmocka_unit_test(test_rank_invariance),
+    cmocka_unit_test(test_rank_invariance_mixed),
+    cmocka_unit_test(test_gradient_mixed_precision),
 };
 MPI_CMOCKA_MAIN(tests)
