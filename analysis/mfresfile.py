@@ -27,9 +27,11 @@ H5MD_VERSION = [1, 1]
 class Measure:
     """The particles of one checkpoint or snapshot.
 
-    u, w: [N][D]; b: [N]; layer, id: [N] (the global id l*M + m);
-    step, time; width M, layers L, dim D, stride; config: {"model.width": ...};
-    observables: {name: (step[T], time[T], value[T])}."""
+    u, w: [N][D]; b: [N], in the run's precision (float64, or float32 for
+    model.precision = mixed; theta() returns float64 either way);
+    layer, id: [N] (the global id l*M + m); step, time; width M, layers L,
+    dim D, stride, precision ("double" or "mixed"); config:
+    {"model.width": ...}; observables: {name: (step[T], time[T], value[T])}."""
 
     def __init__(self, path):
         self.path = path
@@ -52,10 +54,16 @@ class Measure:
         self.layers = int(self.config["model.layers"])
         self.width = int(self.config["model.width"])
         self.dim = int(self.config["model.dim"])
+        self.precision = self.config.get("model.precision", "double")  # older files: double
+        bits = 32 if self.precision == "mixed" else 64
+        if self.u.dtype != np.dtype(f"float{bits}"):
+            raise ValueError(f"{path}: particles of type {self.u.dtype}, expected float{bits} "
+                             f"(model.precision = {self.precision})")
 
     def theta(self, layer=None):
-        """Particles as points (u, w, b) in R^(2D+1), of one layer or all."""
-        points = np.hstack([self.u, self.w, self.b[:, None]])
+        """Particles as points (u, w, b) in R^(2D+1), of one layer or all,
+        as float64."""
+        points = np.hstack([self.u, self.w, self.b[:, None]]).astype(np.float64, copy=False)
         return points if layer is None else points[self.layer == layer]
 
 
@@ -224,7 +232,7 @@ def main():
         else:
             m = Measure(path)
             print(f"{path}: {m.kind} at step {m.step} (time {m.time:g}), L = {m.layers}, "
-                  f"M = {m.width}, D = {m.dim}, stride {m.stride}")
+                  f"M = {m.width}, D = {m.dim}, stride {m.stride}, {m.precision} precision")
 
 
 if __name__ == "__main__":

@@ -697,6 +697,48 @@ def test_conflicting_configuration(tmp_path, small_config, reference):
                 "--set", "train.lr=0.1")
 
 
+def test_mixed_precision_checkpoints(tmp_path, small_config, reference):
+    """model.precision = mixed: float32 particles with checksums, read by
+    mfres info and the Python reader; a restart on 3 ranks with load
+    balancing continues the same bits; a restart in the other precision is
+    refused, in either direction, naming both; particles stored as float64
+    in a mixed checkpoint are refused."""
+    mixed = ("--set", "model.precision=mixed", "--set", "output.checkpoint_every=20")
+    ref, other = tmp_path / "mixed", tmp_path / "other"
+    mfres("train", small_config, *mixed, "--out", ref, ranks=2, check=True)
+    mfres("train", small_config, *mixed, "--out", other, "--restart", ckpt(ref, 20), "--set",
+          "train.balance_every=2", ranks=3, check=True)
+    assert_same_datasets(ckpt(ref, 40), ckpt(other, 40))
+    assert_same_metrics(ref, other)
+    with h5py.File(ckpt(ref, 40), "r") as f:
+        for k in "uwb":
+            d = f[f"particles/blocks/{k}/value"]
+            assert d.dtype == np.float32
+            assert int(d.attrs["checksum"]) == checksum(d[()])
+    m = Measure(ckpt(ref, 40))
+    assert m.precision == "mixed" and m.u.dtype == np.float32
+    assert m.theta().dtype == np.float64 and m.theta().shape == (3 * 300, 2 * m.dim + 1)
+    info = mfres("info", ckpt(ref, 40), check=True).stdout
+    assert "tanh, resnet, mixed precision; 900 particles stored (stride 1, float32)" in info
+    # Mixed and double trajectories agree to float rounding, not to the bit.
+    a, b = particles(ckpt(ref, 40))[0], particles(ckpt(reference, 40))[0]
+    assert a.shape == b.shape and 0 < np.abs(a - b).max() < 1e-4
+    bad_restart(tmp_path, small_config, ref, ckpt(ref, 20),
+                "model.precision = double in the configuration but mixed in the checkpoint",
+                "--set", "output.checkpoint_every=20")
+    bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
+                "model.precision = mixed in the configuration but double in the checkpoint",
+                "--set", "model.precision=mixed")
+
+    def edit(f):
+        u = f["particles/blocks/u/value"][()]
+        del f["particles/blocks/u/value"]
+        f["particles/blocks/u/value"] = u.astype(np.float64)
+    bad_restart(tmp_path, small_config, ref, edited_copy(tmp_path, ref, edit),
+                "dataset 'particles/blocks/u/value' holds 64-bit floats, expected 32-bit floats",
+                *mixed)
+
+
 def test_snapshot_is_not_a_checkpoint(tmp_path, small_config):
     run = tmp_path / "run"
     mfres("train", small_config, "--set", "output.snapshot_every=20", "--out", run, ranks=2,
