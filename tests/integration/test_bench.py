@@ -53,6 +53,27 @@ def test_bench_table_and_tsv(tmp_path):
         float(last["ns_per_unit"]) / float(last["bound_ns"]), abs=0.01)
 
 
+def test_bench_both_precisions(tmp_path):
+    """--precision both: each precision's fastest of 3 alternating runs, its
+    own peak (SGEMM for mixed) and bound, half the state, and their ratio
+    recomputed from the TSV rows."""
+    tsv = tmp_path / "p.tsv"
+    out = mfres("bench", "--layers", "2", "--width", "500", "--dim", "4", "--batch", "16",
+                "--steps", "3", "--precision", "both", "--tsv", tsv, ranks=2, check=True).stdout
+    assert "tanh, double precision; 3 steps" in out and "tanh, mixed precision; 3 steps" in out
+    assert "DGEMM peak per rank" in out and "SGEMM peak per rank" in out
+    assert re.search(r"26 multiply-adds at the SGEMM peak, [0-9.]+ ns; the step takes", out)
+    lines = open(tsv).read().splitlines()
+    rows = [dict(zip(lines[0].split("\t"), line.split("\t"))) for line in lines[1:]]
+    assert [r["precision"] for r in rows] == ["double", "mixed"]
+    assert float(rows[0]["state_bytes"]) == 2 * float(rows[1]["state_bytes"])
+    ratio = float(rows[0]["seconds_median"]) / float(rows[1]["seconds_median"])
+    m = re.search(r"mixed precision: ([0-9.]+) times as fast per step as double", out)
+    assert m and float(m[1]) == pytest.approx(ratio, abs=0.006)
+    proc = mfres("bench", "--precision", "single")
+    assert proc.returncode == 2 and "precision" in proc.stderr and "single" in proc.stderr
+
+
 def test_bench_weak_scaling_width(tmp_path):
     out = mfres("bench", "--layers", "1", "--width", "300", "--dim", "4", "--batch", "8",
                 "--steps", "2", "--per-rank", ranks=3, check=True).stdout

@@ -366,13 +366,16 @@ def test_config_plans_a_run_before_it_is_queued(tmp_path):
     step = float(re.search(r"^; step +([0-9.e+-]+) s", out, re.M).group(1))
     hours = float(re.search(r"([0-9.e+-]+) core-hours for 2 steps", out).group(1))
     assert hours == pytest.approx(step * 2 * 4 / 3600, rel=2e-3)  # both printed to 4 digits
-    out = mfres("config", cfg, "--ranks", "1", check=True).stdout
-    planned = float(re.search(r"^; memory per rank +([0-9.e+-]+) GiB", out, re.M).group(1))
-    proc = subprocess.Popen([MFRES, "train", cfg, "--out", tmp_path / "run"], env=ENV,
-                            stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    assert status == 0
-    assert 0.8 < usage.ru_maxrss * 1024 / (planned * 2**30) < 1.25, (usage.ru_maxrss, planned)
+    for precision in ("double", "mixed"):  # mixed: 4-byte particles
+        option = ("--set", f"model.precision={precision}")
+        out = mfres("config", cfg, *option, "--ranks", "1", check=True).stdout
+        planned = float(re.search(r"^; memory per rank +([0-9.e+-]+) GiB", out, re.M).group(1))
+        proc = subprocess.Popen([MFRES, "train", cfg, *option, "--out", tmp_path / precision],
+                                env=ENV, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        assert status == 0
+        assert 0.8 < usage.ru_maxrss * 1024 / (planned * 2**30) < 1.25, (usage.ru_maxrss,
+                                                                          planned, precision)
     big = ("--set", "model.width=100000000000")
     config = mfres("config", cfg, *big, "--ranks", "1")
     train = mfres("train", cfg, *big, "--out", tmp_path / "big")
