@@ -182,6 +182,40 @@ def analysis(*args):
                           capture_output=True, text=True, timeout=300)
 
 
+def test_compare_mixed_precision_with_double(study, tmp_path):
+    """The same study in mixed precision (2 of the widths, 2 seeds):
+    compare.py pairs the runs by width and seed, its spread and differences
+    recomputed from the files; the paired outputs differ by far less than
+    1% of the seed-to-seed spread. Nothing in common: exit 2."""
+    out, _ = study
+    mixed = tmp_path / "mixed"
+    proc = run_study(mixed, {"MFRES_STUDY_WIDTHS": "16 32", "MFRES_STUDY_SEEDS": "2"},
+                     "--set", "model.precision=mixed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = tmp_path / "c.json"
+    proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "compare.py"), str(out),
+                           str(mixed), "--json", str(table)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.load(open(table))
+    assert [(r["width"], r["seeds_a"], r["pairs"]) for r in rows] == [(16, 4, 2), (32, 4, 2)]
+    for r in rows:
+        z = {s: mfresfile.read_outputs(str(out / f"L0004-M{r['width']:08d}" / f"s{s:03d}" /
+                                           "outputs.h5"))["output"][-1] for s in (1, 2, 3, 4)}
+        zm = {s: mfresfile.read_outputs(str(mixed / f"L0004-M{r['width']:08d}" / f"s{s:03d}" /
+                                            "outputs.h5"))["output"][-1] for s in (1, 2)}
+        spread = np.sqrt(np.mean(np.var([z[s] for s in z], axis=0, ddof=1)))
+        diff = max(np.abs(z[s] - zm[s]).max() for s in zm)
+        assert r["spread"] == pytest.approx(spread, rel=1e-12)
+        assert r["diff"] == pytest.approx(diff, rel=1e-12) and 0 < diff < 0.01 * spread
+    (tmp_path / "empty").mkdir()
+    for other in ("empty", "missing"):
+        proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "compare.py"), str(out),
+                               str(tmp_path / other)], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2
+        assert ("no finished run of" if other == "empty" else "no such directory") in proc.stderr
+
+
 def test_analysis_refuses_bad_input_and_writes_nothing(study, tmp_path):
     out, _ = study
     # A run that differs in another key.
