@@ -42,6 +42,10 @@ void h5_file_locking(hid_t fapl);
  * collective metadata reads and writes, and its file locking. */
 hid_t h5_parallel_fapl(MPI_Comm comm);
 
+/* The native floating-point type of `size` bytes (4 or 8): the particles'
+ * type in memory and in files. */
+hid_t h5_float_type(size_t size);
+
 /* After a collective H5Fopen or H5Fcreate of path: 1 when every rank has
  * the file, 0 when none has (nothing to close). When only some have it,
  * the job is aborted, as closing it is collective and cannot be done by

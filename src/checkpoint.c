@@ -106,9 +106,8 @@ static int expect_dims(hid_t file, const char *path, const char *name, int rank,
                           name, r ? have : "[] (scalar)", need);
 }
 
-/* 0 when dataset `name` holds floats of `want` bits; else -1 with err
- * saying what it holds (a float32 or integer rewrite would otherwise be
- * converted on read without a word). */
+/* 0 when dataset `name` holds floats of `want` bits; else -1 with err saying
+ * what it holds (another type would be converted on read without a word). */
 static int expect_float(hid_t file, const char *path, const char *name, size_t want, char *err,
                         size_t errlen)
 {
@@ -122,11 +121,10 @@ static int expect_float(hid_t file, const char *path, const char *name, size_t w
         H5Dclose(d);
     if (kind == H5T_FLOAT && bits == want)
         return 0;
+    const char *what = kind == H5T_FLOAT ? "floats" : kind == H5T_INTEGER ? "integers" : "values";
     return log_file_error(err, errlen, "checkpoint", path,
                           "dataset '%s' holds %zu-bit %s, expected %zu-bit floats", name, bits,
-                          kind == H5T_FLOAT ? "floats" : kind == H5T_INTEGER ? "integers"
-                                                                             : "values",
-                          want);
+                          what, want);
 }
 
 /* 0 when the file's three records of its step agree (the /checkpoint
@@ -282,8 +280,7 @@ static int validate(const char *path, struct checkpoint_header *hdr, char *err, 
         expect_dims(file, path, "particles/blocks/id", 1, &N, err, errlen) ||
         expect_dims(file, path, "particles/blocks/u/step", 1, &one, err, errlen))
         goto out;
-    /* The particles in the stored configuration's model.precision */
-    const size_t bits = c->model.precision == MF_PRECISION_MIXED ? 32 : 64;
+    const size_t bits = c->model.precision == MF_PRECISION_MIXED ? 32 : 64; /* the stored one */
     if (expect_float(file, path, "particles/blocks/u/value", bits, err, errlen) ||
         expect_float(file, path, "particles/blocks/w/value", bits, err, errlen) ||
         expect_float(file, path, "particles/blocks/b/value", bits, err, errlen))
@@ -507,7 +504,7 @@ double checkpoint_read(const char *path, struct mf_dataset *ds, struct mf_model 
                         (hsize_t)p->count, (hsize_t)p->dim};
     struct h5_rows scalar = vec;
     scalar.width = 0;
-    const hid_t type = p->precision == MF_PRECISION_MIXED ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+    const hid_t type = h5_float_type(particles_value_size(p));
     read_share(file, "particles/blocks/u/value", dxpl, &vec, type, p->u, path);
     read_share(file, "particles/blocks/w/value", dxpl, &vec, type, p->w, path);
     read_share(file, "particles/blocks/b/value", dxpl, &scalar, type, p->b, path);

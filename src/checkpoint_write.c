@@ -333,8 +333,7 @@ static void write_particles(struct writer *w, const struct mf_particles *p, int6
     H5Gclose(box);
     shared_dataset(w, blocks, "layer", H5T_NATIVE_INT32, &k.scalar, 0, k.layer);
     shared_dataset(w, blocks, "id", H5T_NATIVE_INT64, &k.scalar, 0, k.id);
-    const hid_t type = particles_value_size(p) == sizeof(float) ? H5T_NATIVE_FLOAT
-                                                                : H5T_NATIVE_DOUBLE;
+    const hid_t type = h5_float_type(particles_value_size(p));
     particle_element(w, blocks, "u", &k.vec, type, k.u, step, time);
     particle_element(w, blocks, "w", &k.vec, type, k.w, step, time);
     particle_element(w, blocks, "b", &k.scalar, type, k.b, step, time);

@@ -216,3 +216,8 @@ int h5_verify(hid_t file, const char *name, char *why, size_t len, MPI_Comm comm
         snprintf(why, len, "%s", problem);
     return problem ? -1 : 0;
 }
+
+hid_t h5_float_type(size_t size)
+{
+    return size == sizeof(float) ? H5T_NATIVE_FLOAT : H5T_NATIVE_DOUBLE;
+}
