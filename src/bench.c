@@ -375,8 +375,8 @@ static void report(const struct bench_options *o, const struct mf_config *cfg, i
     printf("  core time per sample x particle x layer %.3f ns (12 D = %.0f nominal flops and "
            "two activations)\n",
            ns, 12 * D);
-    printf("  bound: two activations at %.3f ns and %.4g multiply-adds at the %s peak, "
-           "%.3f ns; the step takes %.2f times that\n",
+    printf("  bound (activations recomputed in the backward): two activations at %.3f ns and "
+           "%.4g multiply-adds at the %s peak, %.3f ns; the step takes %.2f times that\n",
            r->activation.mean, multiply_adds, gemm, bound, ns / bound);
     printf("  step / %s peak        %8.1f %% median (min %.1f %%, max %.1f %%; each step "
            "against the peak around it)\n",

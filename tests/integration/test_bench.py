@@ -44,7 +44,8 @@ def test_bench_table_and_tsv(tmp_path):
     act, peak = float(row["activation_ns"]), float(row["dgemm_gflops"])
     assert 0 < act < 1000
     assert float(row["bound_ns"]) == pytest.approx(2 * act + 2 * 52 / peak, rel=1e-5)
-    bound = re.search(r"bound: two activations at ([0-9.]+) ns and 52 multiply-adds at the "
+    bound = re.search(r"bound \(activations recomputed in the backward\): two activations at "
+                      r"([0-9.]+) ns and 52 multiply-adds at the "
                       r"DGEMM peak, ([0-9.]+) ns; the step takes ([0-9.]+) times that", out)
     assert bound, out
     last = dict(zip(lines[0].split("\t"), lines[2].split("\t")))  # the run `out` printed
