@@ -210,14 +210,14 @@ static void layer_drift(struct mf_model *m, int64_t l, int64_t n, const double *
     while (pass_next(&ps, &g)) {
         for (int64_t i0 = g.i0; i0 < g.i1; i0 += MF_CHUNK) {
             const struct mf_chunk c = particles_chunk(g.owner, l, i0);
-            double *sums = chunk_sums(m, nd);
             if (mixed(m)) {
                 memset(m->sums32, 0, (size_t)nd * sizeof *m->sums32);
                 kernels_forward_f32(m->activation, n, D, m->x32, c.size, c.uf, c.wf, c.bf,
                                     m->sums32, (float *)m->work);
-                widen(nd, m->sums32, sums);
+                widen(nd, m->sums32, m->chunk_sums);
             } else {
-                kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b, sums, m->work);
+                kernels_forward(m->activation, n, D, X, c.size, c.u, c.w, c.b,
+                                chunk_sums(m, nd), m->work);
             }
             sums_add(m, nd, terms);
         }
@@ -388,7 +388,7 @@ static double backward_chunk(struct mf_model *m, int64_t n, const double *X, con
     kernels_backward_f32(m->activation, n, D, m->x32, m->p32, cm, c->uf, c->wf, c->bf,
                          want_dp ? m->sums32 : NULL, gu32, gw32, gb32, (float *)m->work);
     if (want_dp)
-        widen(nd, m->sums32, chunk_sums(m, nd));
+        widen(nd, m->sums32, m->chunk_sums);
     widen(cm * D, gu32, gu);
     widen(cm * D, gw32, gw);
     widen(cm, gb32, gb);
@@ -415,6 +415,7 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
     int64_t vv[EXACT_SCALAR_LIMBS + 1]; /* exact_size(&EXACT_SCALAR, 1) */
     memset(vv, 0, sizeof vv);
     memcpy(P, pL, (size_t)nd * sizeof *P);
+    reserve_sums(m, nd);
     for (int64_t k = p->layers - 1; k >= 0; k--) {
         const int64_t l = order ? order[k] : k;
         const double *Xk = shallow ? X : X + k * nd;
@@ -424,7 +425,6 @@ double model_backward(struct mf_model *m, int64_t n, const double *X, const doub
          * computes this rank's groups only. */
         const int want_dp = !shallow && k > 0;
         int64_t terms = 0;
-        reserve_sums(m, nd);
         if (want_dp)
             sums_begin(m, nd);
         if (mixed(m) && (k == p->layers - 1 || !shallow)) {
