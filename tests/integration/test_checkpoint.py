@@ -589,14 +589,20 @@ def test_forged_step(tmp_path, small_config, reference, edit, message):
                 message)
 
 
-@pytest.mark.parametrize("dtype, holds", [(np.float32, "32-bit floats"),
-                                          (np.int64, "64-bit integers")])
-def test_particles_of_another_type(tmp_path, small_config, reference, dtype, holds):
+def retyped(dtype):
+    """An edit that rewrites the particles' u as dtype."""
     def edit(f):
         u = f["particles/blocks/u/value"][()]
         del f["particles/blocks/u/value"]
         f["particles/blocks/u/value"] = u.astype(dtype)
-    bad_restart(tmp_path, small_config, reference, edited_copy(tmp_path, reference, edit),
+    return edit
+
+
+@pytest.mark.parametrize("dtype, holds", [(np.float32, "32-bit floats"),
+                                          (np.int64, "64-bit integers")])
+def test_particles_of_another_type(tmp_path, small_config, reference, dtype, holds):
+    bad_restart(tmp_path, small_config, reference,
+                edited_copy(tmp_path, reference, retyped(dtype)),
                 f"dataset 'particles/blocks/u/value' holds {holds}, expected 64-bit floats")
 
 
@@ -695,14 +701,17 @@ def test_conflicting_configuration(tmp_path, small_config, reference):
     bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
                 "train.lr = 0.10000000000000001 in the configuration but 0.20000000000000001",
                 "--set", "train.lr=0.1")
+    bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
+                "model.precision = mixed in the configuration but double in the checkpoint",
+                "--set", "model.precision=mixed")
 
 
 def test_mixed_precision_checkpoints(tmp_path, small_config, reference):
     """model.precision = mixed: float32 particles with checksums, read by
     mfres info and the Python reader; a restart on 3 ranks with load
-    balancing continues the same bits; a restart in the other precision is
-    refused, in either direction, naming both; particles stored as float64
-    in a mixed checkpoint are refused."""
+    balancing continues the same bits; a restart in double precision is
+    refused naming both (the other way round: test_conflicting_configuration);
+    particles stored as float64 in a mixed checkpoint are refused."""
     mixed = ("--set", "model.precision=mixed", "--set", "output.checkpoint_every=20")
     ref, other = tmp_path / "mixed", tmp_path / "other"
     mfres("train", small_config, *mixed, "--out", ref, ranks=2, check=True)
@@ -726,15 +735,7 @@ def test_mixed_precision_checkpoints(tmp_path, small_config, reference):
     bad_restart(tmp_path, small_config, ref, ckpt(ref, 20),
                 "model.precision = double in the configuration but mixed in the checkpoint",
                 "--set", "output.checkpoint_every=20")
-    bad_restart(tmp_path, small_config, reference, ckpt(reference, 20),
-                "model.precision = mixed in the configuration but double in the checkpoint",
-                "--set", "model.precision=mixed")
-
-    def edit(f):
-        u = f["particles/blocks/u/value"][()]
-        del f["particles/blocks/u/value"]
-        f["particles/blocks/u/value"] = u.astype(np.float64)
-    bad_restart(tmp_path, small_config, ref, edited_copy(tmp_path, ref, edit),
+    bad_restart(tmp_path, small_config, ref, edited_copy(tmp_path, ref, retyped(np.float64)),
                 "dataset 'particles/blocks/u/value' holds 64-bit floats, expected 32-bit floats",
                 *mixed)
 
