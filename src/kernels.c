@@ -13,9 +13,10 @@
  * multiply-add a cycle, where multiplies, the table permutes and a share
  * of the division take that pipe too, that is about 17 of its slots, so
  * D = 4 needs at least 64 slots per 8 pairs, 2.2 ns a pair at 3.6 GHz;
- * the kernels take about 3.1 ns (src/README.md, Performance).
+ * the kernels take about 3.1 ns (src/README.md, Performance). In single
+ * precision a vector holds 16 samples and tanh needs no table: 1.6 ns.
  *
- * DGEMM (any other D or activation). Per block of r <= kernels_row_block(D)
+ * DGEMM, or SGEMM in single precision (any other D or activation). Per block of r <= kernels_row_block(D)
  * samples:
  *   forward   A = X W^T + b, S = sigma(A), drift += S U            4 r cm D flops
  *   backward  A = X W^T + b (recomputed), Q = P U^T                 4 r cm D
