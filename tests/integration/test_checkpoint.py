@@ -714,11 +714,16 @@ def test_mixed_precision_checkpoints(tmp_path, small_config, reference):
     particles stored as float64 in a mixed checkpoint are refused."""
     mixed = ("--set", "model.precision=mixed", "--set", "output.checkpoint_every=20")
     ref, other = tmp_path / "mixed", tmp_path / "other"
-    mfres("train", small_config, *mixed, "--out", ref, ranks=2, check=True)
+    mfres("train", small_config, *mixed, "--set", "output.snapshot_every=20", "--set",
+          "output.snapshot_stride=7", "--out", ref, ranks=2, check=True)
     mfres("train", small_config, *mixed, "--out", other, "--restart", ckpt(ref, 20), "--set",
           "train.balance_every=2", ranks=3, check=True)
     assert_same_datasets(ckpt(ref, 40), ckpt(other, 40))
     assert_same_metrics(ref, other)
+    snap = Measure(str(ref / "snapshots" / "snap-00000040.h5"))  # every 7th particle, copied
+    full = Measure(ckpt(ref, 40))
+    assert snap.u.dtype == np.float32 and np.array_equal(snap.id, full.id[full.id % 300 % 7 == 0])
+    assert np.array_equal(snap.theta(), full.theta()[full.id % 300 % 7 == 0])
     with h5py.File(ckpt(ref, 40), "r") as f:
         for k in "uwb":
             d = f[f"particles/blocks/{k}/value"]
