@@ -81,10 +81,11 @@ def flat_config(path):
 
 
 class Point:
-    """One grid point (L, M): its seeds' values, each [n][T] or [n][T][P][d]."""
+    """One grid point (L, M), and in key studies the key's value: its seeds'
+    values, each [n][T] or [n][T][P][d]."""
 
-    def __init__(self, layers, width):
-        self.layers, self.width = layers, width
+    def __init__(self, layers, width, value=None):
+        self.layers, self.width, self.value = layers, width, value
         self.particles = layers * width
         self.seeds, self.paths, self.values = [], [], {name: [] for name in OBSERVABLES}
 
@@ -93,6 +94,20 @@ class Point:
         self.paths.append(path)
         for name in OBSERVABLES:
             self.values[name].append(outputs[name])
+
+    def label(self):
+        return f"L = {self.layers}, M = {self.width}" + (
+            "" if self.value is None else f", value {self.value:g}")
+
+    def subset(self, seeds):
+        """A frozen copy holding only the given seeds."""
+        q = Point(self.layers, self.width, self.value)
+        for seed, path, *values in zip(self.seeds, self.paths,
+                                       *(self.values[n] for n in OBSERVABLES)):
+            if seed in seeds:
+                q.add(seed, path, dict(zip(OBSERVABLES, values)))
+        q.freeze()
+        return q
 
     def freeze(self):
         order = np.argsort(self.seeds)
@@ -109,11 +124,15 @@ class Study:
         self.n = np.array([len(p.seeds) for p in points])
 
 
-def collect(paths):
-    """Read and check a study; raises StudyError naming the runs at fault."""
+def collect(paths, key=None):
+    """Read and check a study; raises StudyError naming the runs at fault.
+    With key, runs may differ in it too: its value is part of a point
+    (Study.points of every value and (L, M), ordered by value), and the
+    protocol is left to the sub-studies (key_studies)."""
     dirs = find_run_dirs(paths)
     if not dirs:
         raise StudyError(f"no run directories (with config.ini) in {' '.join(paths)}")
+    varying = VARYING | ({key} if key else set())
     reference, points, skipped = None, {}, []
     for d in dirs:
         cfg = flat_config(os.path.join(d, "config.ini"))
@@ -129,67 +148,91 @@ def collect(paths):
             skipped.append(d)
             warn(f"skipped unfinished run {d} (step {max(done, 0)} of {steps})")
             continue
-        fixed = {k: v for k, v in cfg.items() if k not in VARYING and not k.startswith("output.")}
+        fixed = {k: v for k, v in cfg.items() if k not in varying and not k.startswith("output.")}
         if reference is None:
             reference = (d, fixed, out)
         else:
             ref_dir, ref_fixed, ref_out = reference
             for k in sorted(set(fixed) | set(ref_fixed)):
                 if fixed.get(k) != ref_fixed.get(k):
-                    raise StudyError(f"runs differ in {k}, not only in width, depth and seed: "
-                                     f"{ref_dir} has {ref_fixed.get(k)}, {d} has {fixed.get(k)}")
+                    raise StudyError(f"runs differ in {k}, not only in width, depth"
+                                     f"{', ' + key if key else ''} and seed: {ref_dir} has "
+                                     f"{ref_fixed.get(k)}, {d} has {fixed.get(k)}")
             if not np.array_equal(out["probes_x"], ref_out["probes_x"]):
                 raise StudyError(f"different probe sets: {ref_dir} and {d}")
             if not np.array_equal(out["step"], ref_out["step"]):
                 raise StudyError(f"different logged steps: {ref_dir} and {d}")
-        key = (int(cfg["model.layers"]), int(cfg["model.width"]))
-        point = points.setdefault(key, Point(*key))
+        value = None
+        if key:
+            try:
+                value = float(cfg[key])
+            except KeyError:
+                raise StudyError(f"{d}: no key {key} in its config.ini") from None
+            except ValueError:
+                raise StudyError(f"{key} = {cfg[key]} in {d} is not a number") from None
+        pkey = (int(cfg["model.layers"]), int(cfg["model.width"]), value)
+        point = points.setdefault(pkey, Point(*pkey))
         seed = int(cfg["init.seed"])
         if seed in point.seeds:
             other = point.paths[point.seeds.index(seed)]
-            raise StudyError(f"{d} and {other} are the same run (L = {key[0]}, M = {key[1]}, "
+            raise StudyError(f"{d} and {other} are the same run ({point.label()}, "
                              f"init.seed = {seed})")
         point.add(seed, d, out)
     # Grid points whose runs were all skipped.
     for d in skipped:
         try:
             cfg = flat_config(os.path.join(d, "config.ini"))
-            key = (int(cfg["model.layers"]), int(cfg["model.width"]))
+            pkey = (int(cfg["model.layers"]), int(cfg["model.width"]),
+                    float(cfg[key]) if key else None)
         except (KeyError, ValueError):
             continue
-        if key not in points:
-            raise StudyError(f"grid point L = {key[0]}, M = {key[1]} has no finished run "
+        if pkey not in points:
+            raise StudyError(f"grid point {Point(*pkey).label()} has no finished run "
                              f"(skipped: {d})")
     if reference is None:
         raise StudyError(f"no finished run in {' '.join(paths)}")
-    few = [f"L = {L}, M = {M} ({len(p.seeds)}: {', '.join(p.paths)})"
-           for (L, M), p in sorted(points.items()) if len(p.seeds) < 2]
+    few = [f"{p.label()} ({len(p.seeds)}: {', '.join(p.paths)})"
+           for _, p in sorted(points.items(), key=lambda kv: str(kv[0])) if len(p.seeds) < 2]
     if few:
         raise StudyError("an ensemble needs at least 2 finished seeds per grid point: "
                          + "; ".join(few))
+    if key:
+        if len({p.value for p in points.values()}) < 2:
+            raise StudyError(f"a key study needs runs at 2 or more values of {key}")
+        ordered = sorted(points.values(), key=lambda p: (p.value, p.particles, p.layers))
+        for p in ordered:
+            p.freeze()
+        return Study(ordered, reference[2]["time"], "per sub-study", skipped)
     if len(points) < 2:
         raise StudyError("a study needs at least 2 grid points (widths or depths)")
     ordered = [points[k] for k in sorted(points, key=lambda k: (k[0] * k[1], k[0]))]
+    return make_study(ordered, reference[2]["time"], skipped)
+
+
+def make_study(points, times, skipped):
+    """A Study of points (unfrozen, or frozen and shared with another study:
+    they are not changed) with its protocol: coupled when points share seeds,
+    then only the seeds present at every point are kept (the others left out
+    with a warning)."""
     protocol = "uncoupled"
-    if len({seed for p in ordered for seed in p.seeds}) < sum(len(p.seeds) for p in ordered):
+    if len({seed for p in points for seed in p.seeds}) < sum(len(p.seeds) for p in points):
         # Seeds shared across points: the coupled protocol, which compares
         # points seed by seed, so only seeds present at every point count.
         protocol = "coupled"
-        common = set.intersection(*(set(p.seeds) for p in ordered))
-        for p in ordered:
-            for seed, path in zip(list(p.seeds), list(p.paths)):
+        common = set.intersection(*(set(p.seeds) for p in points))
+        for p in points:
+            for seed, path in zip(p.seeds, p.paths):
                 if seed not in common:
                     warn(f"coupled study: {path} left out (init.seed = {seed} is missing at "
                          "another grid point)")
-                    i = p.seeds.index(seed)
-                    del p.seeds[i], p.paths[i]
-                    for v in p.values.values():
-                        del v[i]
         if len(common) < 2:
             raise StudyError("a coupled study needs at least 2 seeds present at every grid point")
-    for p in ordered:
-        p.freeze()
-    return Study(ordered, reference[2]["time"], protocol, skipped)
+        points = [p.subset(common) for p in points]
+    else:
+        for p in points:
+            if isinstance(p.values["loss"], list):
+                p.freeze()
+    return Study(points, times, protocol, skipped)
 
 
 # ---- statistics ----
@@ -254,16 +297,19 @@ def interval(samples, axis=0):
     return np.nanpercentile(s, 2.5, axis=axis), np.nanpercentile(s, 97.5, axis=axis)
 
 
-def analyse(study, draws=1000, min_particles=0, seed=0):
-    """Every number of the study, as a dict (see the module's docstring)."""
+def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
+    """Every number of the study, as a dict (see the module's docstring).
+    With against (one positive number per point: a key's values), the
+    fluctuations' exponent is against it instead of L·M, and no limit is
+    fitted."""
     rng = np.random.default_rng(seed)
     use = study.particles >= min_particles
     if use.sum() < 2:
         raise StudyError(f"fewer than 2 grid points have at least {min_particles:g} particles")
-    # Exponents need L·M to vary (a depth grid at fixed L·M has none).
-    varies = len(set(study.particles[use])) > 1
+    x = np.log(study.particles if against is None else np.asarray(against, float))
+    # Exponents need x to vary (a depth grid at fixed L·M has none).
+    varies = len(set(x[use])) > 1
     undefined = [float("nan")] * 3
-    x = np.log(study.particles)
     weights = 2.0 * (study.n - 1)
     index = resample_index(study, draws, rng)
     T = len(study.times)
@@ -296,17 +342,20 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
         resid = np.log(std[use, -1]) - (a + p * x[use])
         obs["chi2_dof"] = (float((weights[use] * resid ** 2).sum() / max(use.sum() - 2, 1))
                            if varies else float("nan"))
+        final_mean = mean[:, -1].reshape(len(vals), -1)          # [K][P d] or [K][1]
+        obs["mean"] = final_mean.mean(axis=1).tolist() if name == "output" else final_mean[:, 0].tolist()
+        obs["mean_se"] = (std[:, -1] / np.sqrt(study.n)).tolist()
+        res["observables"][name] = obs
+        if against is not None:
+            continue
         # Limit of the mean: linear in the means, with their standard errors.
         # Weights from the fitted power law rather than each point's own std
         # (noisy with few seeds).
-        final_mean = mean[:, -1].reshape(len(vals), -1)          # [K][P d] or [K][1]
         se = std[:, -1] / np.sqrt(study.n)
         A = limit_weights(design[use], np.exp(a + p * x[use]) / np.sqrt(study.n[use]))
         coef = A @ final_mean[use]                                # [C][P d]
         boot_coef = np.einsum("ck,bkj->bcj", A, boot_mean[:, use, -1].reshape(draws, use.sum(), -1))
         fitted = design @ coef                                    # [K][P d]
-        obs["mean"] = final_mean.mean(axis=1).tolist() if name == "output" else final_mean[:, 0].tolist()
-        obs["mean_se"] = se.tolist()
         if name != "output":
             finals = [v[:, -1] for v, u in zip(vals, use) if u]
             obs["limit"] = {c: t_interval(A[i], finals, study.protocol)
@@ -330,8 +379,36 @@ def analyse(study, draws=1000, min_particles=0, seed=0):
         obs["distance_to_limit"] = dist.tolist()
         obs["distance_exponent"] = [float(pd), float(lo), float(hi)] if varies else undefined
         obs["fitted_mean"] = fitted.mean(axis=1).tolist()
-        res["observables"][name] = obs
     return res
+
+
+def key_analysis(study, draws=1000, min_particles=0):
+    """A key study: per grid point (L, M) with runs at 2 or more values, the
+    fluctuations against the value (exponent with its bootstrap interval,
+    coupled when the values share seeds, as jobs/study.sh runs them); per
+    value with 2 or more L·M, its width (or depth) analysis."""
+    by_point, per_value = [], []
+    for L, M in sorted({(p.layers, p.width) for p in study.points},
+                       key=lambda lm: (lm[0] * lm[1], lm[0])):
+        pts = [p for p in study.points if (p.layers, p.width) == (L, M)]
+        if len(pts) > 1:
+            sub = make_study(pts, study.times, [])
+            res = analyse(sub, draws, against=[p.value for p in sub.points])
+            by_point.append({"L": L, "M": M, "values": [p.value for p in sub.points],
+                             "seeds": sub.n.tolist(), "protocol": sub.protocol,
+                             "observables": res["observables"]})
+    if not by_point:
+        raise StudyError("no grid point (L, M) has runs at 2 or more values of the key")
+    for v in sorted({p.value for p in study.points}):
+        pts = [p for p in study.points if p.value == v]
+        entry = {"value": v, "points": [{"L": p.layers, "M": p.width, "seeds": len(p.seeds)}
+                                        for p in pts]}
+        if len({p.particles for p in pts}) > 1:
+            sub = make_study(sorted(pts, key=lambda p: (p.particles, p.layers)), study.times, [])
+            entry["protocol"] = sub.protocol
+            entry["observables"] = analyse(sub, draws, min_particles)["observables"]
+        per_value.append(entry)
+    return {"times": study.times.tolist(), "by_point": by_point, "per_value": per_value}
 
 
 def t_interval(a, values, protocol):
@@ -537,6 +614,100 @@ def summary(study, res, kind):
     return s
 
 
+def key_summary(study, key, kres):
+    """summary.json of a key study: the exponent against the key at the grid
+    point with the most particles (the same shape as a width study's), every
+    grid point's, and each value's width analysis where it has one."""
+    main = max(kres["by_point"], key=lambda b: (b["L"] * b["M"], b["L"]))
+    per_value = []
+    for e in kres["per_value"]:
+        row = {"value": e["value"], "points": e["points"]}
+        if "observables" in e:
+            obs = e["observables"]
+            row["fluctuation_exponent"] = {k: v["exponent"] for k, v in obs.items()}
+            row["limit"] = {k: v["limit"]["limit"] for k, v in obs.items() if "limit" in v}
+        per_value.append(row)
+    return {"kind": "key", "key": key, "values": sorted({p.value for p in study.points}),
+            "at": {"L": main["L"], "M": main["M"], "protocol": main["protocol"]},
+            "fluctuation_exponent": {k: v["exponent"] for k, v in main["observables"].items()},
+            "by_point": [{"L": b["L"], "M": b["M"], "values": b["values"], "seeds": b["seeds"],
+                          "protocol": b["protocol"],
+                          "fluctuation_exponent": {k: v["exponent"]
+                                                   for k, v in b["observables"].items()},
+                          "std": {k: v["std"] for k, v in b["observables"].items()},
+                          "mean": {k: v["mean"] for k, v in b["observables"].items()}}
+                         for b in kres["by_point"]],
+            "per_value": per_value,
+            "widths": sorted({p.width for p in study.points}),
+            "depths": sorted({p.layers for p in study.points}),
+            "points": [{"L": p.layers, "M": p.width, "value": p.value, "seeds": len(p.seeds)}
+                       for p in study.points],
+            "seeds": int(study.n.min()), "skipped": study.skipped, "details": kres}
+
+
+def plot_key(key, kres, path):
+    """The std over seeds against the key's value, one series per grid
+    point, with the fitted power law."""
+    names = list(kres["by_point"][0]["observables"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.6 * len(names), 3.9))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        for b in kres["by_point"]:
+            obs = b["observables"][name]
+            x, std = np.array(b["values"]), np.array(obs["std"])
+            lo, hi = map(np.array, obs["std_ci"])
+            p, plo, phi = obs["exponent"]
+            line = ax.errorbar(x, std, yerr=np.maximum([std - lo, hi - std], 0), fmt="o",
+                               capsize=3, label=f"L = {b['L']}, M = {b['M']}")
+            slope, a = fit_line(np.log(x), np.log(std), 2.0 * (np.array(b["seeds"]) - 1))
+            grid = np.geomspace(x.min(), x.max(), 50)
+            ax.loglog(grid, np.exp(a) * grid ** slope, "-", color=line[0].get_color(),
+                      label=f"fit {p:.3f} [{plo:.3f}, {phi:.3f}]")
+        ax.set_xlabel(key)
+        ax.set_title(f"std over seeds: {LABELS[name]}", fontsize=9)
+    finish(fig, path, np.atleast_1d(axes))
+
+
+def main_key(args):
+    """scaling.py key KEY RUNS...: see the module's docstring."""
+    key, runs = args.runs[0], args.runs[1:]
+    if not runs:
+        raise StudyError("key needs KEY and then the runs")
+    study = collect(runs, key)
+    kres = key_analysis(study, args.bootstrap, args.min_particles)
+    out = args.out or f"scaling-{key}"
+    os.makedirs(out, exist_ok=True)
+    s = key_summary(study, key, kres)
+    plot_key(key, kres, os.path.join(out, f"fluctuations.{args.format}"))
+    s["figures"] = [f"fluctuations.{args.format}"]
+    cols = [key, "L", "M", "seeds"] + [f"{n}_{q}" for n in OBSERVABLES for q in ("mean", "std")]
+    with open(os.path.join(out, "table.tsv"), "w") as f:
+        f.write("\t".join(cols) + "\n")
+        for b in kres["by_point"]:
+            for k, v in enumerate(b["values"]):
+                row = [v, b["L"], b["M"], b["seeds"][k]]
+                for n in OBSERVABLES:
+                    if n in b["observables"]:
+                        row += [b["observables"][n]["mean"][k], b["observables"][n]["std"][k]]
+                f.write("\t".join(repr(x) if isinstance(x, float) else str(x) for x in row) + "\n")
+    for path in [os.path.join(out, "summary.json")] + ([args.json] if args.json else []):
+        with open(path, "w") as f:
+            json.dump(finite_or_null(s), f, indent=1)
+    print(f"{len(study.points)} points over {len(s['values'])} values of {key}, "
+          f"{int(study.n.sum())} runs ({len(study.skipped)} unfinished skipped)")
+    for b in s["by_point"]:
+        for name, (v, lo, hi) in b["fluctuation_exponent"].items():
+            print(f"L = {b['L']}, M = {b['M']} ({b['protocol']}): fluctuation exponent in {key} "
+                  f"({name}): {v:.3f} [{lo:.3f}, {hi:.3f}]")
+    for e in s["per_value"]:
+        for name, (v, lo, hi) in e.get("fluctuation_exponent", {}).items():
+            print(f"{key} = {e['value']:g}: fluctuation exponent in L·M ({name}): "
+                  f"{v:.3f} [{lo:.3f}, {hi:.3f}]")
+        for name, (v, lo, hi) in e.get("limit", {}).items():
+            print(f"{key} = {e['value']:g}: limit ({name}): {v:.6g} [{lo:.6g}, {hi:.6g}]")
+    print(f"output: {out}")
+    return 0
+
+
 def finite_or_null(value):
     """value with every NaN replaced by None (null in JSON)."""
     if isinstance(value, dict):
@@ -550,8 +721,9 @@ def finite_or_null(value):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("kind", choices=("width", "depth"))
-    parser.add_argument("runs", nargs="+", help="run directories, or folders holding them")
+    parser.add_argument("kind", choices=("width", "depth", "key"))
+    parser.add_argument("runs", nargs="+", help="run directories, or folders holding them "
+                        "(key: KEY first, e.g. model.alpha)")
     parser.add_argument("--out", help="output folder (default ./scaling-KIND)")
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--format", choices=("png", "svg"), default="png")
@@ -559,6 +731,12 @@ def main(argv=None):
     parser.add_argument("--min-particles", type=float, default=0,
                         help="fit only grid points with at least this many particles L·M")
     args = parser.parse_args(argv)
+    if args.kind == "key":
+        try:
+            return main_key(args)
+        except StudyError as e:
+            print(f"scaling.py: error: {e}", file=sys.stderr)
+            return 2
     try:
         study = collect(args.runs)
         if args.kind == "depth" and len(set(study.layers)) < 2:

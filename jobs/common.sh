@@ -138,6 +138,14 @@ mfres_train() {
 #                          step), shallow = model.architecture=shallow (the
 #                          two-layer ensemble); run s of each scheme has the same
 #                          seeds, so the schemes are compared in pairs
+#   MFRES_STUDY_GRID       other keys varied over every grid point, e.g.
+#                          "model.alpha=0.25,0.5,1,2,4"; several items give
+#                          their product, e.g. "model.alpha=1,4 train.lr=0.1,0.2";
+#                          run s of every combination has the same seeds; it
+#                          trains into OUT/KEY=VALUE[/KEY2=VALUE2...]/L.../s...
+#                          Not with MFRES_STUDY_SCHEMES, nor for the keys the
+#                          study sets (model.layers, model.width, init.seed,
+#                          train.seed) or [output] keys
 
 # A positive integer, optionally ":S" with S >= 1 seeds; dies otherwise.
 mfres_study_entry() {
@@ -177,23 +185,70 @@ mfres_study_grid() {
             S=$seeds
             [[ $e == *:* ]] && S=${e#*:}
             [[ $d == *:* ]] && S=${d#*:}
+            if ((S < 2)); then # the analysis would refuse it after every run
+                echo "mfres study: L = $L, M = $M would have $S seed: an ensemble needs at" \
+                     "least 2 seeds per grid point (MFRES_STUDY_SEEDS, or N:SEEDS)" >&2
+                exit $MFRES_EXIT_USAGE
+            fi
             for ((s = 1; s <= S; s++)); do echo "$((L * M)) $L $M $s"; done
         done
     done | sort -k1,1nr -k2,2n -k4,4n | uniq | cut -d' ' -f2-
 }
 
-# mfres_study_runs LAYERS WIDTH: the runs of the study, one "SCHEME L M s"
-# line each (SCHEME "-" without MFRES_STUDY_SCHEMES), in the grid's order,
-# the schemes of one grid point and seed together.
-mfres_study_runs() {
-    local grid sc L M s schemes=${MFRES_STUDY_SCHEMES:--}
-    for sc in $schemes; do
-        case $sc in
-            -|fixed|shuffle|shallow) ;;
-            *) echo "mfres study: MFRES_STUDY_SCHEMES entry '$sc' is not fixed, shuffle or shallow" >&2
-               exit $MFRES_EXIT_USAGE ;;
+# mfres_study_variants: what every grid point runs, one token a line: "-"
+# (the configuration as given), a scheme (MFRES_STUDY_SCHEMES), or a
+# combination of MFRES_STUDY_GRID values, KEY=VALUE[/KEY2=VALUE2...] (the
+# first key outermost).
+mfres_study_variants() {
+    local variants=(-) item key value keys=" " prefix next
+    if [ -n "${MFRES_STUDY_SCHEMES:-}" ]; then
+        [ -z "${MFRES_STUDY_GRID:-}" ] || {
+            echo "mfres study: MFRES_STUDY_SCHEMES and MFRES_STUDY_GRID exclude each other" \
+                 "(a scheme is a choice of train.order and model.architecture)" >&2
+            exit $MFRES_EXIT_USAGE; }
+        variants=($MFRES_STUDY_SCHEMES)
+        for item in "${variants[@]}"; do
+            case $item in
+                fixed|shuffle|shallow) ;;
+                *) echo "mfres study: MFRES_STUDY_SCHEMES entry '$item' is not fixed, shuffle or shallow" >&2
+                   exit $MFRES_EXIT_USAGE ;;
+            esac
+        done
+    fi
+    for item in ${MFRES_STUDY_GRID:-}; do
+        if ! [[ $item =~ ^([a-z_]+\.[a-z_0-9]+)=([^,/=]+(,[^,/=]+)*)$ ]]; then
+            echo "mfres study: MFRES_STUDY_GRID entry '$item' is not KEY=VALUE[,VALUE...]" \
+                 "(section.key, values without '/', '=' or spaces)" >&2
+            exit $MFRES_EXIT_USAGE
+        fi
+        key=${BASH_REMATCH[1]}
+        case $key in
+            model.layers|model.width|init.seed|train.seed|output.*)
+                echo "mfres study: MFRES_STUDY_GRID cannot vary $key (the study sets the widths," \
+                     "depths and seeds, and [output] keys are not part of a run's dynamics)" >&2
+                exit $MFRES_EXIT_USAGE ;;
         esac
+        [[ $keys == *" $key "* ]] &&
+            { echo "mfres study: MFRES_STUDY_GRID gives $key twice" >&2; exit $MFRES_EXIT_USAGE; }
+        keys+="$key "
+        next=()
+        for prefix in "${variants[@]}"; do
+            IFS=, read -ra values <<< "${BASH_REMATCH[2]}"
+            for value in "${values[@]}"; do
+                if [ "$prefix" = - ]; then next+=("$key=$value"); else next+=("$prefix/$key=$value"); fi
+            done
+        done
+        variants=("${next[@]}")
     done
+    printf '%s\n' "${variants[@]}"
+}
+
+# mfres_study_runs LAYERS WIDTH: the runs of the study, one "VARIANT L M s"
+# line each (mfres_study_variants), in the grid's order, the variants of one
+# grid point and seed together.
+mfres_study_runs() {
+    local grid variants L M s v
+    variants=$(mfres_study_variants) || exit $?
     grid=$(mfres_study_grid "$1" "$2") || exit $?
     # The second seed form needs distinct hashes over the grid points.
     local points
@@ -205,7 +260,7 @@ mfres_study_runs() {
         exit $MFRES_EXIT_USAGE
     fi
     while read -r L M s; do
-        for sc in $schemes; do echo "$sc $L $M $s"; done
+        while read -r v; do echo "$v $L $M $s"; done <<< "$variants"
     done <<< "$grid"
 }
 
@@ -234,8 +289,8 @@ mfres_study_seed() {
     fi
 }
 
-# mfres_study_dir OUT SCHEME L M s: the run directory of one run of a study,
-# OUT[/SCHEME]/L%04d-M%08d/s%03d.
+# mfres_study_dir OUT VARIANT L M s: the run directory of one run of a study,
+# OUT[/VARIANT]/L%04d-M%08d/s%03d.
 mfres_study_dir() {
     local out=$1
     [ "$2" = - ] || out=$1/$2
@@ -248,15 +303,19 @@ mfres_run_finished() {
     [ -e "$1/checkpoints/ckpt-$(printf %08d "$2").h5" ]
 }
 
-# mfres_study_args OUT SCHEME L M s: the `mfres train` options of one run of
-# a study; it trains into mfres_study_dir.
+# mfres_study_args OUT VARIANT L M s: the `mfres train` options of one run
+# of a study; it trains into mfres_study_dir.
 mfres_study_args() {
-    local seed
+    local seed part parts
     seed=$(mfres_study_seed "$3" "$4" "$5")
-    case $2 in
-        fixed|shuffle) printf -- '--set\ntrain.order=%s\n' "$2" ;;
-        shallow) printf -- '--set\nmodel.architecture=shallow\n--set\ntrain.order=fixed\n' ;;
-    esac
+    IFS=/ read -ra parts <<< "${2#-}"
+    for part in ${parts[@]+"${parts[@]}"}; do
+        case $part in
+            fixed|shuffle) printf -- '--set\ntrain.order=%s\n' "$part" ;;
+            shallow) printf -- '--set\nmodel.architecture=shallow\n--set\ntrain.order=fixed\n' ;;
+            *) printf -- '--set\n%s\n' "$part" ;;
+        esac
+    done
     printf -- '--set\nmodel.layers=%s\n--set\nmodel.width=%s\n--set\ninit.seed=%s\n' "$3" "$4" "$seed"
     printf -- '--set\ntrain.seed=%s\n--out\n%s\n' "$seed" "$(mfres_study_dir "$@")"
 }

@@ -17,7 +17,13 @@
 # MFRES_STUDY_PARTICLES, MFRES_STUDY_SEEDS, MFRES_STUDY_COUPLED.
 # With MFRES_STUDY_SCHEMES (e.g. "fixed shuffle shallow") every run is made
 # once per training scheme, into OUT/SCHEME/..., with the same seeds, and the
-# analysis is analysis/schemes.py (the schemes compared, in pairs).
+# analysis is analysis/schemes.py (the schemes compared, in pairs). With
+# MFRES_STUDY_GRID (e.g. "model.alpha=0.25,1,4", several items: their
+# product) every run is made once per combination of values, into
+# OUT/KEY=VALUE/..., with the same seeds; every combination is checked by
+# `mfres config` before anything runs, and the analysis is
+# `analysis/scaling.py key KEY` over the first key's values, once per
+# combination of the others (OUT/analysis[/KEY2=VALUE2...]).
 #
 # Here: the runs one after the other, the most particles first, each with
 # `MFRES_LAUNCHER -n MFRES_STUDY_RANKS` (default mpirun -n 2; jobs/common.sh)
@@ -70,6 +76,27 @@ command -v "$PYTHON" > /dev/null ||
 analysis=("$PYTHON" "$here/../analysis/scaling.py" "$kind" "$out" --out "$out/analysis")
 [ -n "${MFRES_STUDY_SCHEMES:-}" ] &&
     analysis=("$PYTHON" "$here/../analysis/schemes.py" "$out" --out "$out/analysis")
+variants=$(cut -d' ' -f1 <<< "$grid" | sort -u)
+if [ -n "${MFRES_STUDY_GRID:-}" ]; then
+    # Every combination of values a valid configuration, before any run.
+    while read -r v; do
+        mapfile -t set < <(mfres_study_args "$out" "$v" "$layers" "$width" 1)
+        "$MFRES" config "$@" "${set[@]}" > /dev/null || exit 2
+    done <<< "$variants"
+fi
+
+# The analysis: one, or with MFRES_STUDY_GRID one per combination of the
+# values of all keys but the first, over the first key's values.
+analyse_study() {
+    [ -n "${MFRES_STUDY_GRID:-}" ] || { "${analysis[@]}"; return; }
+    local first rest rc=0
+    first=$(sed 's/^ *//; s/=.*//' <<< "$MFRES_STUDY_GRID")
+    while read -r rest; do
+        "$PYTHON" "$here/../analysis/scaling.py" key "$first" "$out/$first="*"$rest" \
+            --out "$out/analysis$rest" || rc=$?
+    done < <(sed -n 's|^[^/]*||p' <<< "$variants" | sort -u)
+    return $rc
+}
 
 ranks=${MFRES_STUDY_RANKS:-2}
 if [ "$list" = 1 ]; then
@@ -117,7 +144,8 @@ if [ "$analyse" = 1 ]; then
         done <<< "$todo"
         exit 1
     fi
-    exec "${analysis[@]}"
+    analyse_study
+    exit
 fi
 
 mkdir -p "$out" || exit 1
@@ -178,4 +206,4 @@ while read -r scheme L M s; do
         exit $rc
     fi
 done <<< "$grid"
-"${analysis[@]}"
+analyse_study

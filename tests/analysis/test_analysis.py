@@ -145,6 +145,49 @@ def test_study_driver_refuses_a_bad_grid(tmp_path):
     assert not os.path.exists(tmp_path / "s")
 
 
+def test_study_over_another_key(tmp_path):
+    """MFRES_STUDY_GRID: every (alpha, lr) combination runs the grid with the
+    same seeds into OUT/model.alpha=A/train.lr=E/..., then one key analysis
+    of alpha per learning rate; a value mfres refuses, a key the study sets,
+    a grid point of one seed, or schemes besides, stop it before any run."""
+    out = tmp_path / "grid"
+    env = {"MFRES_STUDY_GRID": "model.alpha=0.5,2 train.lr=0.25,0.5",
+           "MFRES_STUDY_WIDTHS": "16 32", "MFRES_STUDY_SEEDS": "2"}
+    proc = run_study(out, env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = sorted(os.path.relpath(r, out) for r in mfresfile.find_run_dirs([str(out)]))
+    assert runs == [f"model.alpha={a}/train.lr={e}/L0004-M{m:08d}/s{s:03d}" for a in (0.5, 2)
+                    for e in (0.25, 0.5) for m in (16, 32) for s in (1, 2)]
+    for r in runs:
+        run = mfresfile.load_run(str(out / r))
+        a, e = (float(part.split("=")[1]) for part in r.split("/")[:2])
+        assert run.value("model.alpha") == a and run.value("train.lr") == e
+        assert run.value("init.seed") == study_seed(4, run.value("model.width"), int(r[-3:]))
+    for lr in ("0.25", "0.5"):
+        s = json.load(open(out / "analysis" / f"train.lr={lr}" / "summary.json"))
+        assert s["kind"] == "key" and s["key"] == "model.alpha" and s["values"] == [0.5, 2]
+        assert s["at"] == {"L": 4, "M": 32, "protocol": "coupled"}
+        p, lo, hi = s["fluctuation_exponent"]["output"]
+        assert lo <= p <= hi
+        assert [len(e["points"]) for e in s["per_value"]] == [2, 2]
+        assert all(len(e["limit"]["loss"]) == 3 for e in s["per_value"])
+        assert_png(out / "analysis" / f"train.lr={lr}" / "fluctuations.png")
+    for grid, message in (("model.alpha=1,x", "model.alpha"), ("model.width=8,16", "cannot vary"),
+                          ("model.alpha=1 model.alpha=2", "twice")):
+        bad = tmp_path / "bad"
+        proc = run_study(bad, dict(env, MFRES_STUDY_GRID=grid))
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert not bad.exists() or not mfresfile.find_run_dirs([str(bad)])
+    for extra, message in (({"MFRES_STUDY_SEEDS": "1"}, "at least 2 seeds"),
+                           ({"MFRES_STUDY_SCHEMES": "fixed"}, "exclude each other")):
+        proc = run_study(tmp_path / "bad", dict(env, **extra))
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "scaling.py"), "key",
+                           "model.alpha", str(out / "model.alpha=0.5")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "runs differ in train.lr" in proc.stderr
+
+
 def test_study_list_gives_every_run_its_own_seed(tmp_path):
     """--list prints the runs without running anything: 2 depths x 3000
     seeds, each line "DIR L M INIT_SEED TRAIN_SEED" with the seeds distinct
@@ -317,6 +360,59 @@ def test_synthetic_ensembles_give_back_exponent_limit_and_coverage():
     res = scaling.analyse(synthetic(rng, widths, [8] * 6, p=-2.0, b=50.0), draws=100)
     q, lo, hi = res["observables"]["loss"]["free_bias_exponent"]
     assert abs(q - 1.0) < 0.05 and lo <= 1.0 <= hi
+
+
+def synthetic_key(rng, values, widths, seeds, q=1.0, p=-0.5, probes=16, T=3):
+    """A key study with known answers: outputs and losses whose std over
+    seeds is v^q N^p (N = 4 M), the same seeds at every value (as
+    jobs/study.sh runs a grid), so runs of one seed are paired."""
+    points = []
+    for k, width in enumerate(widths):
+        for v in values:
+            point = scaling.Point(4, width, v)
+            amp = v ** q * (4 * width) ** p
+            for s in range(seeds):
+                point.add(1000 * k + s, f"v{v}/M{width}/s{s}", {
+                    "output": (np.linspace(0, 1, probes)[None, :, None]
+                               + amp * rng.standard_normal((T, probes, 1))),
+                    "loss": 0.3 + amp * rng.standard_normal(T),
+                    "test_loss": 0.4 + amp * rng.standard_normal(T)})
+            points.append(point)
+    for point in points:
+        point.freeze()
+    return scaling.Study(points, np.arange(T, dtype=float), "per sub-study", [])
+
+
+def test_key_study_gives_back_the_exponent_in_the_key():
+    """Exponent 1 in the key (as the hidden-width bound is linear in alpha)
+    and -1/2 in L·M: the estimates near them, the key's paired (coupled)
+    bootstrap intervals covering 1 in most of 40 ensembles, each value's
+    width analysis, and a grid without two values at any (L, M) refused."""
+    rng = np.random.default_rng(11)
+    values, hits, estimates = [0.25, 0.5, 1, 2, 4], 0, []
+    for trial in range(40):
+        kres = scaling.key_analysis(synthetic_key(rng, values, [256], 6), draws=300)
+        (point,) = kres["by_point"]
+        assert point["protocol"] == "coupled" and point["values"] == values
+        e, lo, hi = point["observables"]["output"]["exponent"]
+        hits += lo <= 1.0 <= hi
+        estimates.append(e)
+    assert abs(np.mean(estimates) - 1.0) < 0.03 and hits >= 34, (np.mean(estimates), hits)
+    study = synthetic_key(rng, [1, 4], [64, 256, 1024, 4096], 8)
+    kres = scaling.key_analysis(study, draws=300)
+    assert [(b["L"], b["M"]) for b in kres["by_point"]] == [(4, 64), (4, 256), (4, 1024),
+                                                             (4, 4096)]
+    s = scaling.key_summary(study, "model.alpha", kres)
+    assert s["at"] == {"L": 4, "M": 4096, "protocol": "coupled"}
+    assert abs(s["fluctuation_exponent"]["output"][0] - 1.0) < 0.15
+    for e in s["per_value"]:
+        p, lo, hi = e["fluctuation_exponent"]["output"]
+        assert lo <= p <= hi and abs(p + 0.5) < 0.1
+        assert e["limit"]["loss"][1] <= 0.3 + 0.01 and e["limit"]["loss"][2] >= 0.3 - 0.01
+    lone = synthetic_key(rng, [1, 4], [64], 4)
+    lone.points[1].width = 128  # value 4 at another width only
+    with pytest.raises(scaling.StudyError, match="no grid point"):
+        scaling.key_analysis(lone, draws=50)
 
 
 def test_coupled_protocol_is_detected_and_resampled_jointly():

@@ -323,7 +323,7 @@ def test_study_task_sized_by_sbatch_runs_on_two_nodes(cluster, tmp_path):
     job = cluster.submit("--array=0", "-N", "2", "--ntasks-per-node=2", "-o",
                          tmp_path / "slurm.out", "jobs/study.sbatch", CONFIG,
                          "--set", "train.steps=100", "--set", "output.log_every=50",
-                         "--out", out, env={"MFRES_STUDY_WIDTHS": "32", "MFRES_STUDY_SEEDS": "1"})
+                         "--out", out, env={"MFRES_STUDY_WIDTHS": "32", "MFRES_STUDY_SEEDS": "2"})
     assert cluster.wait(job) == ["COMPLETED"]
     log = job_log(out / "L0004-M00000032" / "s001")
     assert "4 tasks on 2 nodes" in log and "ranks 4, kernels " in log, log
