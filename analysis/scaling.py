@@ -5,6 +5,7 @@ function and loss fluctuate over independent seeds, and what they tend to.
     analysis/scaling.py width STUDY... [--out DIR] [--json FILE] [--format png|svg]
                                        [--bootstrap 1000] [--min-particles N]
     analysis/scaling.py depth STUDY... (the same options)
+    analysis/scaling.py key KEY STUDY... (the same options; e.g. KEY = model.alpha)
 
 STUDY: run directories, or folders holding them at any depth (as
 jobs/study.sh makes them). The runs must differ only in model.width,
@@ -37,7 +38,17 @@ What is computed, from each run's outputs.h5, at every logged time t:
     jointly across points); in the uncoupled one it adds the squared bias to
     the variance.
 
-Writes into DIR (default ./scaling-width or ./scaling-depth): summary.json,
+key KEY: the runs may also differ in KEY (numeric values; jobs/study.sh
+with MFRES_STUDY_GRID makes such a study). Per grid point (L, M) with runs
+at 2 or more values: the std over seeds against the value and its exponent
+q in std ~ value^q, fitted and bootstrapped as above (the values share
+seeds in a grid study: the coupled protocol, resampled jointly); per value
+with 2 or more L·M: the width (or depth) analysis above. summary.json holds
+"fluctuation_exponent" (in the key, at the grid point with the most
+particles, [q, lo, hi] per observable), "by_point", "per_value" (each
+value's exponent in L·M and limit); fluctuations.png and table.tsv.
+
+Writes into DIR (default ./scaling-width, ./scaling-depth or ./scaling-KEY): summary.json,
 table.tsv (one row per grid point at the final time) and figures:
 fluctuations, limit, bands (loss over time per point), exponent_t
 (exponent over time), and depth (depth studies). Prints the table and
