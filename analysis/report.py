@@ -47,12 +47,19 @@ def study_folder(path):
 
 def study_section(folder, out):
     summary = json.load(open(os.path.join(folder, "summary.json")))
-    parts = [f"<h1>{summary['kind']} study: {html.escape(folder)}</h1>",
-             f"<p>protocol {summary['protocol']}, {len(summary['points'])} grid points, "
-             f"at least {summary['seeds']} seeds each; 95% intervals in brackets</p><ul>"]
-    for label, key in (("fluctuation exponent", "fluctuation_exponent"),
+    kind = summary["kind"] if summary["kind"] != "key" else f"{summary['key']}"
+    protocol = summary.get("protocol") or summary["at"]["protocol"]
+    parts = [f"<h1>{html.escape(kind)} study: {html.escape(folder)}</h1>",
+             f"<p>protocol {protocol}, {len(summary['points'])} grid points, "
+             f"at least {summary['seeds']} seeds each; 95% intervals in brackets</p>"]
+    if summary.get("warnings"):
+        parts.append("<p>Warnings of the analysis:</p><ul>" + "".join(
+            f"<li>{html.escape(w)}</li>" for w in summary["warnings"]) + "</ul>")
+    parts.append("<ul>")
+    exponent = "fluctuation exponent" + (f" in {summary['key']}" if "key" in summary else "")
+    for label, key in ((exponent, "fluctuation_exponent"),
                        ("distance-to-limit exponent", "distance_exponent"), ("limit", "limit")):
-        for name, (v, lo, hi) in summary[key].items():
+        for name, (v, lo, hi) in summary.get(key, {}).items():
             value = "not defined" if v is None else f"{v:.4g} [{lo:.4g}, {hi:.4g}]"
             parts.append(f"<li>{label} ({name}): {value}</li>")
     parts.append("</ul><table>")

@@ -81,7 +81,11 @@ class StudyError(ValueError):
     """Input that cannot make a study."""
 
 
+WARNINGS = []  # every warning of this analysis, also kept in summary.json
+
+
 def warn(message):
+    WARNINGS.append(message)
     print(f"scaling.py: warning: {message}", file=sys.stderr)
 
 
@@ -621,7 +625,8 @@ def summary(study, res, kind):
          "widths": sorted({p.width for p in study.points}),
          "depths": sorted({p.layers for p in study.points}),
          "points": [{"L": p.layers, "M": p.width, "seeds": len(p.seeds)} for p in study.points],
-         "seeds": int(study.n.min()), "skipped": study.skipped, "details": res}
+         "seeds": int(study.n.min()), "skipped": study.skipped, "warnings": WARNINGS,
+         "details": res}
     return s
 
 
@@ -653,7 +658,8 @@ def key_summary(study, key, kres):
             "depths": sorted({p.layers for p in study.points}),
             "points": [{"L": p.layers, "M": p.width, "value": p.value, "seeds": len(p.seeds)}
                        for p in study.points],
-            "seeds": int(study.n.min()), "skipped": study.skipped, "details": kres}
+            "seeds": int(study.n.min()), "skipped": study.skipped, "warnings": WARNINGS,
+            "details": kres}
 
 
 def plot_key(key, kres, path):

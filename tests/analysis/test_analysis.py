@@ -172,6 +172,10 @@ def test_study_over_another_key(tmp_path):
         assert [len(e["points"]) for e in s["per_value"]] == [2, 2]
         assert all(len(e["limit"]["loss"]) == 3 for e in s["per_value"])
         assert_png(out / "analysis" / f"train.lr={lr}" / "fluctuations.png")
+    subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), str(out / "analysis" /
+                    "train.lr=0.5"), "--out", str(tmp_path / "k.html")], check=True,
+                   capture_output=True, timeout=120)
+    assert "fluctuation exponent in model.alpha (output)" in (tmp_path / "k.html").read_text()
     for grid, message in (("model.alpha=1,x", "model.alpha"), ("model.width=8,16", "cannot vary"),
                           ("model.alpha=1 model.alpha=2", "twice")):
         bad = tmp_path / "bad"
@@ -290,7 +294,14 @@ def test_analysis_refuses_bad_input_and_writes_nothing(study, tmp_path):
     proc = analysis("width", bad, "--out", tmp_path / "a4")
     assert proc.returncode == 0, proc.stderr
     assert "skipped" in proc.stderr and "L0004-M00000016/s004" in proc.stderr
-    assert json.load(open(tmp_path / "a4" / "summary.json"))["points"][0]["seeds"] == 3
+    summary = json.load(open(tmp_path / "a4" / "summary.json"))
+    assert summary["points"][0]["seeds"] == 3
+    (warning,) = summary["warnings"]  # the run's outputs.h5 is gone
+    assert warning.startswith(f"skipped {bad}/L0004-M00000016/s004: ")
+    page = tmp_path / "a4.html"
+    subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), str(tmp_path / "a4"),
+                    "--out", str(page)], check=True, capture_output=True, timeout=120)
+    assert "L0004-M00000016/s004: " in page.read_text()
     for s in (1, 2, 3):
         (bad / "L0004-M00000016" / f"s{s:03d}" / "outputs.h5").unlink()
     proc = analysis("width", bad, "--out", tmp_path / "a5")
