@@ -30,7 +30,8 @@ What is computed, from each run's outputs.h5, at every logged time t:
     synthetic ensembles shaped like the README's (tested). chi2_dof: the
     residuals against each point's jackknife variance of its log std, about
     1 where the power law holds. Mean-field theory predicts p = -1/2;
-  - the limit: the mean fitted as m_inf + b / (L M) (width), or
+  - the limit (at the final time, and at every logged time: limit_t): the
+    mean fitted as m_inf + b / (L M) (width), or
     m_inf + b / (L M) + c / L (depth, when L M varies too), weighted by the
     squared standard errors of the means (their stds taken from the fitted
     power law), m_inf with a 95% t-interval (Welch-Satterthwaite
@@ -58,8 +59,10 @@ value's exponent in L·M and limit); fluctuations.png and table.tsv.
 
 Writes into DIR (default ./scaling-width, ./scaling-depth or ./scaling-KEY): summary.json,
 table.tsv (one row per grid point at the final time) and figures:
-fluctuations, limit, bands (loss over time per point), exponent_t
-(exponent over time), and depth (depth studies). Prints the table and
+fluctuations, limit, limit_t (the limit of the training and test loss at
+every logged time, with its 95% band, and each point's mean: log-log;
+summary.json's details.observables.loss.limit_t), bands (loss over time
+per point), exponent_t (exponent over time), and depth (depth studies). Prints the table and
 one-line results such as "fluctuation exponent (output): -0.49 [-0.53, -0.45]".
 Bad input (runs that differ in other keys, mixed probe sets or logged steps,
 a point without 2 finished runs) is an error, exit 2, nothing written.
@@ -377,7 +380,7 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
             boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1) * (1 - n ** (1.0 - n)))
             boot_mean[:, k] = r.mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            p_t, _ = fit_line(x[use], np.log(std[use].T), weights[use])          # [T]
+            p_t, a_t = fit_line(x[use], np.log(std[use].T), weights[use])        # [T]
             bp_t, _ = fit_line(x[use], np.log(boot_std[:, use].transpose(0, 2, 1)), weights[use])
         lo_t, hi_t = interval(bp_t)
         if study.protocol != "coupled":  # independent points: the residuals' t-interval
@@ -415,6 +418,13 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
                             for i, c in enumerate(names)}
             obs["free_bias_exponent"] = (free_bias(study.particles[use], final_mean[use, 0],
                                                    se[use]) if varies else undefined)
+            # The limit at every logged time, each with its own power law's weights.
+            obs["limit_t"] = []
+            for tau in range(T):
+                fit = np.exp(a_t[tau] + p_t[tau] * x[use]) if varies else std[use, tau]
+                A_t = limit_weights(design[use], fit / np.sqrt(study.n[use]))
+                obs["limit_t"].append(t_interval(A_t[0], [v[:, tau] for v, u in zip(vals, use)
+                                                          if u], study.protocol))
         # Distance of every run to the extrapolated limit z_inf, at the final time.
         dist, boot_dist = [], np.empty((draws, len(vals)))
         z_inf = coef[0]
@@ -587,6 +597,30 @@ def plot_limit(study, res, path):
         ax[1].loglog(grid, np.abs(b) / grid, "-", label="|b| / (LM)")
     ax[1].set_xlabel("particles L·M")
     finish(fig, path, ax)
+
+
+def plot_limit_t(study, res, path):
+    """The extrapolated limit of the loss over time with its 95% band, and
+    each grid point's mean, on log-log axes (the test loss on the right)."""
+    names = [n for n in ("loss", "test_loss") if "limit_t" in res["observables"].get(n, {})]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 3.9))
+    t = np.array(study.times)
+    later = t > 0
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(study.points)))
+    for ax, name in zip(np.atleast_1d(axes), names):
+        m, lo, hi = np.array(res["observables"][name]["limit_t"]).T
+        for p, c in zip(study.points, colors):
+            ax.plot(t[later], p.values[name].mean(axis=0)[later], color=c, lw=1,
+                    label=f"M = {p.width}" if len(set(study.layers)) == 1 else
+                    f"L = {p.layers}, M = {p.width}")
+        ax.fill_between(t[later], np.maximum(lo, m * 1e-3)[later], hi[later], color="k",
+                        alpha=0.2)
+        ax.plot(t[later], m[later], "k--", label="m∞(t), 95% band")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("mean-field time t")
+        ax.set_ylabel(f"{LABELS[name]} (mean over seeds)")
+    finish(fig, path, np.atleast_1d(axes))
 
 
 def plot_bands(study, path):
@@ -805,7 +839,7 @@ def main(argv=None):
     out = args.out or f"scaling-{args.kind}"
     os.makedirs(out, exist_ok=True)
     cols, rows = write_table(study, res, os.path.join(out, "table.tsv"))
-    figures = {"fluctuations": plot_fluctuations, "limit": plot_limit,
+    figures = {"fluctuations": plot_fluctuations, "limit": plot_limit, "limit_t": plot_limit_t,
                "bands": lambda s, r, p: plot_bands(s, p), "exponent_t": plot_exponent_t}
     if args.kind == "depth":
         figures["depth"] = plot_depth

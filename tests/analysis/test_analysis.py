@@ -120,7 +120,7 @@ def test_study_driver_runs_the_grid_then_the_analysis(study):
         assert lo <= p <= hi
     m, lo, hi = summary["limit"]["loss"]
     assert lo <= m <= hi
-    for name in ("fluctuations", "limit", "bands", "exponent_t"):
+    for name in ("fluctuations", "limit", "limit_t", "bands", "exponent_t"):
         assert_png(out / "analysis" / f"{name}.png")
     table = open(out / "analysis" / "table.tsv").read().splitlines()
     assert table[0].startswith("L\tM\tLM\tseeds") and len(table) == 4
@@ -356,11 +356,12 @@ def test_synthetic_ensembles_give_back_exponent_limit_and_coverage(rank):
     README's width study (9 widths, 8 seeds up to 65 536 and 4 above, 64
     probes whose noise is correlated as real outputs are, of 3 or 64
     effective components): the estimates near them, the 95% intervals of
-    the exponents and of the limit covering them in 93 to 97% of 400
-    ensembles, and the outputs' chi2/dof about 1 (median)."""
+    the exponents and of the limit (at the end and at the first logged
+    time) covering them in 93 to 97% of 400 ensembles, and the outputs'
+    chi2/dof about 1 (median)."""
     rng = np.random.default_rng(7 + rank)
     widths = [64, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1048576]
-    hits = {"output": 0, "loss": 0, "test_loss": 0, "limit": 0}
+    hits = {"output": 0, "loss": 0, "test_loss": 0, "limit": 0, "limit at t = 0": 0}
     estimates, chi2 = [], []
     trials = 400
     for trial in range(trials):
@@ -372,6 +373,9 @@ def test_synthetic_ensembles_give_back_exponent_limit_and_coverage(rank):
             hits[name] += lo <= -0.5 <= hi
         m, lo, hi = obs["loss"]["limit"]["limit"]
         hits["limit"] += lo <= 0.3 <= hi
+        assert np.allclose(obs["loss"]["limit_t"][-1], [m, lo, hi], rtol=1e-12)  # every time
+        m, lo, hi = obs["loss"]["limit_t"][0]
+        hits["limit at t = 0"] += lo <= 0.3 <= hi
         estimates.append(obs["output"]["exponent"][0])
         chi2.append(obs["output"]["chi2_dof"])
     assert abs(np.mean(estimates) + 0.5) < 0.01
@@ -472,7 +476,7 @@ def test_report_shows_a_study(study, tmp_path):
     page = open(page_path).read()
     assert "fluctuation exponent (output)" in page and "<td>64</td>" in page
     sources = re.findall(r"src='([^']+)'", page)
-    assert len(sources) == 4
+    assert len(sources) == 5
     for src in sources:
         assert_png(os.path.join(tmp_path, src))
     assert "http" not in page
