@@ -1,19 +1,32 @@
 #!/usr/bin/env python3
 """Two ensembles of one study run two ways (e.g. model.precision = double
-and mixed, or two builds): how far apart the paired runs end, against the
-seed-to-seed spread.
+and mixed, model.architecture = resnet and shallow, or two builds): how far
+apart the paired runs are, against the seed-to-seed spread.
 
-    analysis/compare.py A B [--json FILE]
+    analysis/compare.py A B [--by KEY] [--json FILE]
+    analysis/compare.py STUDY --split KEY=VA,VB [--by KEY] [--json FILE]
 
 A, B: run directories, or folders holding them at any depth (as
-jobs/study.sh makes them). Runs are paired by (model.layers, model.width,
-init.seed); finished runs only. Per grid point with at least one pair,
-from each run's outputs.h5 at the final logged step:
-  - spread: A's std over its seeds of the outputs z(x) on the probes (the
-    RMS over probes of the per-probe std; needs 2 finished seeds in A);
-  - diff: the largest |z_A(x) - z_B(x)| over the pairs and probes;
-  - ratio = diff / spread, and the largest loss difference of a pair.
-Prints one row per point. Exit 2, naming the problem, when no run pairs up.
+jobs/study.sh makes them); with --split, the runs of STUDY whose KEY is VA
+and those where it is VB (e.g. --split model.architecture=resnet,shallow). Runs are paired by (model.layers, model.width,
+init.seed), and with --by KEY also by KEY's value (e.g. --by model.alpha
+for a study over MFRES_STUDY_GRID="model.alpha=... model.architecture=...");
+finished runs only. Per grid point (KEY's value, L, M) with at least one
+pair, from each run's outputs.h5:
+  - spread: A's std over its seeds of the outputs z(x) on the probes at the
+    final time (the RMS over probes of the per-probe std; needs 2 seeds);
+  - diff: the largest |z_A(x) - z_B(x)| over the pairs and probes at the
+    final time, and ratio = diff / spread;
+  - rms_first, rms_last: the mean over pairs of the RMS over probes of
+    z_A - z_B at the first and the last logged time, each with its 95%
+    t-interval over the pairs (n - 1 degrees of freedom);
+  - gap_first, gap_last: A's mean shallow_gap (metrics.tsv) at those times;
+  - the largest loss difference of a pair.
+With --by, per (L, M) with 2 or more values: the exponent of rms_first and
+of rms_last in KEY's value (least squares of the logs; 95% interval from a
+bootstrap over seeds, resampled jointly across the values, which share
+seeds in a grid study). Prints one row per point and the exponents. Exit 2,
+naming the problem, when no run pairs up.
 """
 import argparse
 import json
@@ -21,69 +34,148 @@ import os
 import sys
 
 import numpy as np
+from scipy import stats
 
-from mfresfile import find_run_dirs, read_outputs
+from mfresfile import Run, find_run_dirs, read_outputs
 from scaling import flat_config
 
 
-def finished_runs(paths):
-    """{(L, M, init.seed): final outputs} of the finished runs below paths."""
+def finished_runs(paths, by=None, only=None):
+    """{(value, L, M, init.seed): run data} of the finished runs below paths
+    (value: KEY's, or None without --by), with only = (key, value) those
+    where key has that value."""
     runs = {}
     for d in find_run_dirs(paths):
         cfg = flat_config(os.path.join(d, "config.ini"))
+        if only and cfg.get(only[0]) != only[1]:
+            continue
         try:
             out = read_outputs(os.path.join(d, "outputs.h5"))
         except ValueError:
             continue
-        if len(out["step"]) and int(out["step"][-1]) == int(cfg["train.steps"]):
-            key = (int(cfg["model.layers"]), int(cfg["model.width"]), int(cfg["init.seed"]))
-            runs[key] = {"output": out["output"][-1], "loss": float(out["loss"][-1]),
-                         "path": d}
+        if not len(out["step"]) or int(out["step"][-1]) != int(cfg["train.steps"]):
+            continue
+        if by and by not in cfg:
+            raise ValueError(f"{d}: no key {by} in its config.ini")
+        value = float(cfg[by]) if by else None
+        key = (value, int(cfg["model.layers"]), int(cfg["model.width"]), int(cfg["init.seed"]))
+        gap = Run(d).metrics.get("shallow_gap", np.full(2, np.nan))
+        runs[key] = {"output": out["output"], "loss": float(out["loss"][-1]),
+                     "gap": (float(gap[0]), float(gap[-1])), "path": d}
     return runs
 
 
+def rms(a, b, t):
+    """The RMS over probes of the outputs' difference at logged time t."""
+    return float(np.sqrt(np.mean((a["output"][t] - b["output"][t]) ** 2)))
+
+
+def mean_interval(values):
+    """The mean with its 95% t-interval (NaN with one value)."""
+    v = np.asarray(values, float)
+    half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 \
+        else np.nan
+    return [float(v.mean()), float(v.mean() - half), float(v.mean() + half)]
+
+
 def compare(a, b):
-    """One row per grid point (L, M) with pairs, widest last."""
+    """One row per grid point (value, L, M) with pairs."""
     rows = []
-    for L, M in sorted({k[:2] for k in a if k in b}, key=lambda p: (p[0] * p[1], p[0])):
-        seeds = sorted(s for (l, m, s) in a if (l, m) == (L, M))
-        pairs = [s for s in seeds if (L, M, s) in b]
-        z = np.array([a[L, M, s]["output"] for s in seeds])
+    points = {k[:3] for k in a if k in b}
+    for v, L, M in sorted(points, key=lambda p: (p[0] or 0, p[1] * p[2], p[1])):
+        seeds = sorted(k[3] for k in a if k[:3] == (v, L, M))
+        pairs = [s for s in seeds if (v, L, M, s) in b]
+        z = np.array([a[v, L, M, s]["output"][-1] for s in seeds])
         spread = float(np.sqrt(np.mean(z.var(axis=0, ddof=1)))) if len(seeds) > 1 else None
-        diff = max(float(np.abs(a[L, M, s]["output"] - b[L, M, s]["output"]).max())
-                   for s in pairs)
-        loss = max(abs(a[L, M, s]["loss"] - b[L, M, s]["loss"]) for s in pairs)
-        rows.append({"layers": L, "width": M, "seeds_a": len(seeds), "pairs": len(pairs),
-                     "spread": spread, "diff": diff, "loss_diff": loss,
-                     "ratio": diff / spread if spread else None})
+        ra, rb = [a[v, L, M, s] for s in pairs], [b[v, L, M, s] for s in pairs]
+        diff = max(float(np.abs(x["output"][-1] - y["output"][-1]).max()) for x, y in zip(ra, rb))
+        rows.append({"value": v, "layers": L, "width": M, "seeds_a": len(seeds),
+                     "pairs": len(pairs), "seeds": pairs, "spread": spread, "diff": diff,
+                     "ratio": diff / spread if spread else None,
+                     "rms_first": mean_interval([rms(x, y, 0) for x, y in zip(ra, rb)]),
+                     "rms_last": mean_interval([rms(x, y, -1) for x, y in zip(ra, rb)]),
+                     "per_pair": [[rms(x, y, 0), rms(x, y, -1)] for x, y in zip(ra, rb)],
+                     "gap_first": float(np.mean([x["gap"][0] for x in ra])),
+                     "gap_last": float(np.mean([x["gap"][1] for x in ra])),
+                     "loss_diff": max(abs(x["loss"] - y["loss"]) for x, y in zip(ra, rb))})
     return rows
+
+
+def exponents(rows, draws=2000, seed=0):
+    """Per (L, M) with 2 or more values: the exponents of the mean RMS
+    difference in the value, at the first and last logged times, with
+    bootstrap intervals over the seeds common to every value."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for L, M in sorted({(r["layers"], r["width"]) for r in rows}, key=lambda p: p[0] * p[1]):
+        group = [r for r in rows if (r["layers"], r["width"]) == (L, M)]
+        common = sorted(set.intersection(*(set(r["seeds"]) for r in group)))
+        if len(group) < 2 or len(common) < 2:
+            continue
+        x = np.log([r["value"] for r in group])
+        entry = {"layers": L, "width": M, "values": [r["value"] for r in group],
+                 "seeds": len(common)}
+        for which, col in (("first", 0), ("last", 1)):
+            d = np.array([[r["per_pair"][r["seeds"].index(s)][col] for s in common]
+                          for r in group])                        # [values][seeds]
+            slope = np.polyfit(x, np.log(d.mean(axis=1)), 1)[0]
+            idx = rng.integers(0, len(common), size=(draws, len(common)))
+            boot = np.array([np.polyfit(x, np.log(d[:, i].mean(axis=1)), 1)[0] for i in idx])
+            lo, hi = np.percentile(boot, [2.5, 97.5])
+            entry[f"exponent_{which}"] = [float(slope), float(lo), float(hi)]
+        out.append(entry)
+    return out
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("a", help="the reference ensemble")
-    parser.add_argument("b", help="the ensemble compared with it")
-    parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("paths", nargs="+", help="A B, or with --split one STUDY")
+    parser.add_argument("--split", help="KEY=VA,VB: A and B are STUDY's runs with KEY = VA, VB")
+    parser.add_argument("--by", help="also pair and group by this key (e.g. model.alpha)")
+    parser.add_argument("--json", help="write the rows (and exponents) here")
     args = parser.parse_args(argv)
     try:
-        a, b = finished_runs([args.a]), finished_runs([args.b])
+        if args.split:
+            key, _, values = args.split.partition("=")
+            va, vb = values.split(",") if values.count(",") == 1 else (None, None)
+            if len(args.paths) != 1 or va is None:
+                raise ValueError("--split KEY=VA,VB takes one STUDY")
+            names = (f"{args.paths[0]} ({key} = {va})", f"{args.paths[0]} ({key} = {vb})")
+            a, b = (finished_runs(args.paths, args.by, (key, v)) for v in (va, vb))
+        else:
+            if len(args.paths) != 2:
+                raise ValueError("give A and B, or one STUDY with --split")
+            names = args.paths
+            a, b = (finished_runs([p], args.by) for p in args.paths)
     except ValueError as e:
         print(f"compare: {e}", file=sys.stderr)
         return 2
     rows = compare(a, b)
     if not rows:
-        print(f"compare: no finished run of {args.b} has the layers, width and init.seed of "
-              f"a finished run of {args.a}", file=sys.stderr)
+        print(f"compare: no finished run of {names[1]} has the layers, width, init.seed"
+              f"{' and ' + args.by if args.by else ''} of a finished run of {names[0]}",
+              file=sys.stderr)
         return 2
-    print("L\tM\tseeds_A\tpairs\tspread_A\tmax_output_diff\tdiff/spread\tmax_loss_diff")
+    print(("value\t" if args.by else "") + "L\tM\tpairs\tspread_A\tmax_output_diff\t"
+          "diff/spread\trms_diff_first\trms_diff_last\tgap_first\tgap_last\tmax_loss_diff")
     for r in rows:
         spread = f"{r['spread']:.3e}" if r["spread"] else "-"
         ratio = f"{r['ratio']:.2e}" if r["ratio"] is not None else "-"
-        print(f"{r['layers']}\t{r['width']}\t{r['seeds_a']}\t{r['pairs']}\t{spread}\t"
-              f"{r['diff']:.3e}\t{ratio}\t{r['loss_diff']:.3e}")
+        print((f"{r['value']:g}\t" if args.by else "") +
+              f"{r['layers']}\t{r['width']}\t{r['pairs']}\t{spread}\t{r['diff']:.3e}\t{ratio}\t"
+              f"{r['rms_first'][0]:.3e}\t{r['rms_last'][0]:.3e}\t{r['gap_first']:.3e}\t"
+              f"{r['gap_last']:.3e}\t{r['loss_diff']:.3e}")
+    result = {"rows": rows}
+    if args.by:
+        result["exponents"] = exponents(rows)
+        for e in result["exponents"]:
+            for which in ("first", "last"):
+                p, lo, hi = e[f"exponent_{which}"]
+                print(f"L = {e['layers']}, M = {e['width']}: RMS output difference ~ "
+                      f"{args.by}^p at the {which} logged time: p = {p:.3f} [{lo:.3f}, {hi:.3f}]")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+            json.dump(result, f, indent=1)
     return 0
 
 

@@ -244,7 +244,7 @@ def test_compare_mixed_precision_with_double(study, tmp_path):
                            str(mixed), "--json", str(table)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    rows = json.load(open(table))
+    rows = json.load(open(table))["rows"]
     assert [(r["width"], r["seeds_a"], r["pairs"]) for r in rows] == [(16, 4, 2), (32, 4, 2)]
     for r in rows:
         z = {s: mfresfile.read_outputs(str(out / f"L0004-M{r['width']:08d}" / f"s{s:03d}" /
@@ -261,6 +261,46 @@ def test_compare_mixed_precision_with_double(study, tmp_path):
                                str(tmp_path / other)], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 2
         assert ("no finished run of" if other == "empty" else "no such directory") in proc.stderr
+
+
+def test_compare_resnet_and_shallow_over_alpha(tmp_path):
+    """compare.py --by model.alpha on a grid study over alpha and the
+    architecture: runs paired by alpha, width and seed; the RMS output
+    differences and the shallow gap recomputed from the files; their
+    exponent in alpha the slope of the logs of the means."""
+    out = tmp_path / "arch"
+    proc = run_study(out, {"MFRES_STUDY_GRID": "model.alpha=0.5,1,2 "
+                           "model.architecture=resnet,shallow", "MFRES_STUDY_WIDTHS": "16",
+                           "MFRES_STUDY_SEEDS": "2"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    table = tmp_path / "c.json"
+    proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "compare.py"), str(out),
+                           "--split", "model.architecture=resnet,shallow", "--by",
+                           "model.alpha", "--json", str(table)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.load(open(table))
+    rows = result["rows"]
+    assert [(r["value"], r["width"], r["pairs"]) for r in rows] == [(0.5, 16, 2), (1, 16, 2),
+                                                                     (2, 16, 2)]
+    for r in rows:
+        runs = {arch: [mfresfile.load_run(str(out / f"model.alpha={r['value']:g}" /
+                                              f"model.architecture={arch}" /
+                                              "L0004-M00000016" / f"s{s:03d}"))
+                       for s in (1, 2)] for arch in ("resnet", "shallow")}
+        for col, t in ((0, 0), (1, -1)):
+            d = [np.sqrt(np.mean((x.outputs()["output"][t] - y.outputs()["output"][t]) ** 2))
+                 for x, y in zip(runs["resnet"], runs["shallow"])]
+            assert np.allclose([p[col] for p in r["per_pair"]], d, rtol=1e-12)
+        assert r["gap_first"] == pytest.approx(
+            np.mean([x.metrics["shallow_gap"][0] for x in runs["resnet"]]), rel=1e-12)
+    (e,) = result["exponents"]
+    x = np.log([0.5, 1, 2])
+    for which, col in (("first", 0), ("last", 1)):
+        y = np.log([np.mean([p[col] for p in r["per_pair"]]) for r in rows])
+        p, lo, hi = e[f"exponent_{which}"]
+        assert p == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-9) and lo <= p <= hi
+    assert e["exponent_first"][0] > 1  # the gap grows faster than alpha (theory: alpha^2)
 
 
 def test_analysis_refuses_bad_input_and_writes_nothing(study, tmp_path):
