@@ -145,36 +145,48 @@ def test_study_driver_refuses_a_bad_grid(tmp_path):
     assert not os.path.exists(tmp_path / "s")
 
 
-def test_study_over_another_key(tmp_path):
-    """MFRES_STUDY_GRID: every (alpha, lr) combination runs the grid with the
-    same seeds into OUT/model.alpha=A/train.lr=E/..., then one key analysis
-    of alpha per learning rate; a value mfres refuses, a key the study sets,
-    a grid point of one seed, or schemes besides, stop it before any run."""
-    out = tmp_path / "grid"
-    env = {"MFRES_STUDY_GRID": "model.alpha=0.5,2 train.lr=0.25,0.5",
-           "MFRES_STUDY_WIDTHS": "16 32", "MFRES_STUDY_SEEDS": "2"}
-    proc = run_study(out, env)
+GRID = {"MFRES_STUDY_GRID": "model.alpha=0.5,1,2 model.architecture=resnet,shallow",
+        "MFRES_STUDY_WIDTHS": "16 32", "MFRES_STUDY_SEEDS": "2"}
+
+
+@pytest.fixture(scope="module")
+def grid_study(tmp_path_factory):
+    """jobs/study.sh with MFRES_STUDY_GRID over alpha and the architecture:
+    2 widths x 2 seeds x 6 combinations."""
+    out = tmp_path_factory.mktemp("grid") / "grid"
+    proc = run_study(out, GRID)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out
+
+
+def test_study_over_another_key(grid_study, tmp_path):
+    """MFRES_STUDY_GRID: every (alpha, architecture) combination runs the
+    grid with the same seeds into OUT/model.alpha=A/model.architecture=X/...,
+    then one key analysis of alpha per architecture; a value mfres refuses,
+    a key the study sets, a key given twice, a grid point of one seed, or
+    schemes besides, stop it before any run."""
+    out, env = grid_study, GRID
     runs = sorted(os.path.relpath(r, out) for r in mfresfile.find_run_dirs([str(out)]))
-    assert runs == [f"model.alpha={a}/train.lr={e}/L0004-M{m:08d}/s{s:03d}" for a in (0.5, 2)
-                    for e in (0.25, 0.5) for m in (16, 32) for s in (1, 2)]
+    assert runs == [f"model.alpha={a}/model.architecture={x}/L0004-M{m:08d}/s{s:03d}"
+                    for a in (0.5, 1, 2) for x in ("resnet", "shallow") for m in (16, 32)
+                    for s in (1, 2)]
     for r in runs:
         run = mfresfile.load_run(str(out / r))
-        a, e = (float(part.split("=")[1]) for part in r.split("/")[:2])
-        assert run.value("model.alpha") == a and run.value("train.lr") == e
+        a, x = (part.split("=")[1] for part in r.split("/")[:2])
+        assert run.value("model.alpha") == float(a) and run.value("model.architecture") == x
         assert run.value("init.seed") == study_seed(4, run.value("model.width"), int(r[-3:]))
-    for lr in ("0.25", "0.5"):
-        s = json.load(open(out / "analysis" / f"train.lr={lr}" / "summary.json"))
-        assert s["kind"] == "key" and s["key"] == "model.alpha" and s["values"] == [0.5, 2]
+    for arch in ("resnet", "shallow"):
+        s = json.load(open(out / "analysis" / f"model.architecture={arch}" / "summary.json"))
+        assert s["kind"] == "key" and s["key"] == "model.alpha" and s["values"] == [0.5, 1, 2]
         assert s["at"] == {"L": 4, "M": 32, "protocol": "coupled"}
         p, lo, hi = s["fluctuation_exponent"]["output"]
         assert lo <= p <= hi
-        assert [len(e["points"]) for e in s["per_value"]] == [2, 2]
+        assert [len(e["points"]) for e in s["per_value"]] == [2, 2, 2]
         assert all(len(e["limit"]["loss"]) == 3 for e in s["per_value"])
-        assert_png(out / "analysis" / f"train.lr={lr}" / "fluctuations.png")
-    subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), str(out / "analysis" /
-                    "train.lr=0.5"), "--out", str(tmp_path / "k.html")], check=True,
-                   capture_output=True, timeout=120)
+        assert_png(out / "analysis" / f"model.architecture={arch}" / "fluctuations.png")
+    subprocess.run([sys.executable, os.path.join(ANALYSIS, "report.py"), str(
+        out / "analysis" / "model.architecture=resnet"), "--out", str(tmp_path / "k.html")],
+        check=True, capture_output=True, timeout=120)
     assert "fluctuation exponent in model.alpha (output)" in (tmp_path / "k.html").read_text()
     for grid, message in (("model.alpha=1,x", "model.alpha"), ("model.width=8,16", "cannot vary"),
                           ("model.alpha=1 model.alpha=2", "twice")):
@@ -189,7 +201,7 @@ def test_study_over_another_key(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "scaling.py"), "key",
                            "model.alpha", str(out / "model.alpha=0.5")], capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode == 2 and "runs differ in train.lr" in proc.stderr
+    assert proc.returncode == 2 and "runs differ in model.architecture" in proc.stderr
 
 
 def test_study_list_gives_every_run_its_own_seed(tmp_path):
@@ -263,16 +275,12 @@ def test_compare_mixed_precision_with_double(study, tmp_path):
         assert ("no finished run of" if other == "empty" else "no such directory") in proc.stderr
 
 
-def test_compare_resnet_and_shallow_over_alpha(tmp_path):
-    """compare.py --by model.alpha on a grid study over alpha and the
-    architecture: runs paired by alpha, width and seed; the RMS output
+def test_compare_resnet_and_shallow_over_alpha(grid_study, tmp_path):
+    """compare.py --split model.architecture=resnet,shallow --by model.alpha
+    on the grid study: runs paired by alpha, width and seed; the RMS output
     differences and the shallow gap recomputed from the files; their
     exponent in alpha the slope of the logs of the means."""
-    out = tmp_path / "arch"
-    proc = run_study(out, {"MFRES_STUDY_GRID": "model.alpha=0.5,1,2 "
-                           "model.architecture=resnet,shallow", "MFRES_STUDY_WIDTHS": "16",
-                           "MFRES_STUDY_SEEDS": "2"})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = grid_study
     table = tmp_path / "c.json"
     proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "compare.py"), str(out),
                            "--split", "model.architecture=resnet,shallow", "--by",
@@ -281,12 +289,12 @@ def test_compare_resnet_and_shallow_over_alpha(tmp_path):
     assert proc.returncode == 0, proc.stderr
     result = json.load(open(table))
     rows = result["rows"]
-    assert [(r["value"], r["width"], r["pairs"]) for r in rows] == [(0.5, 16, 2), (1, 16, 2),
-                                                                     (2, 16, 2)]
+    assert [(r["value"], r["width"], r["pairs"]) for r in rows] == [
+        (a, m, 2) for a in (0.5, 1, 2) for m in (16, 32)]
     for r in rows:
         runs = {arch: [mfresfile.load_run(str(out / f"model.alpha={r['value']:g}" /
                                               f"model.architecture={arch}" /
-                                              "L0004-M00000016" / f"s{s:03d}"))
+                                              f"L0004-M{r['width']:08d}" / f"s{s:03d}"))
                        for s in (1, 2)] for arch in ("resnet", "shallow")}
         for col, t in ((0, 0), (1, -1)):
             d = [np.sqrt(np.mean((x.outputs()["output"][t] - y.outputs()["output"][t]) ** 2))
@@ -294,13 +302,15 @@ def test_compare_resnet_and_shallow_over_alpha(tmp_path):
             assert np.allclose([p[col] for p in r["per_pair"]], d, rtol=1e-12)
         assert r["gap_first"] == pytest.approx(
             np.mean([x.metrics["shallow_gap"][0] for x in runs["resnet"]]), rel=1e-12)
-    (e,) = result["exponents"]
     x = np.log([0.5, 1, 2])
-    for which, col in (("first", 0), ("last", 1)):
-        y = np.log([np.mean([p[col] for p in r["per_pair"]]) for r in rows])
-        p, lo, hi = e[f"exponent_{which}"]
-        assert p == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-9) and lo <= p <= hi
-    assert e["exponent_first"][0] > 1  # the gap grows faster than alpha (theory: alpha^2)
+    assert [(e["layers"], e["width"]) for e in result["exponents"]] == [(4, 16), (4, 32)]
+    for e in result["exponents"]:
+        mine = [r for r in rows if r["width"] == e["width"]]
+        for which, col in (("first", 0), ("last", 1)):
+            y = np.log([np.mean([p[col] for p in r["per_pair"]]) for r in mine])
+            p, lo, hi = e[f"exponent_{which}"]
+            assert p == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-9) and lo <= p <= hi
+        assert e["exponent_first"][0] > 1  # faster than alpha (the expansion: alpha^2)
 
 
 def test_analysis_refuses_bad_input_and_writes_nothing(study, tmp_path):
