@@ -101,6 +101,21 @@ static void test_tanh_accuracy(void **state)
     feenableexcept(traps);
 }
 
+/* A chunk's inputs at dimension dim on n samples, drawn from streams tag to
+ * tag + 4: pre-activations and P U^T of the same size at every dim as at
+ * D = 5, so that finite-difference derivatives keep their accuracy. */
+static void fill_chunk(int64_t n, int dim, double *X, double *P, double *U, double *W,
+                       double *bias, uint64_t tag)
+{
+    fill(X, n * dim, tag);
+    fill(P, n * dim, tag + 1);
+    fill(U, CM * dim, tag + 2);
+    fill(W, CM * dim, tag + 3);
+    fill(bias, CM, tag + 4);
+    for (int64_t i = 0; i < CM * dim; i++)
+        U[i] *= sqrt((double)D / dim), W[i] *= sqrt((double)D / dim);
+}
+
 /* The kernels against the formulas, at dimension dim, on n samples: more
  * than one row block. */
 static void check_against_loops(int dim, int64_t n)
@@ -112,15 +127,7 @@ static void check_against_loops(int dim, int64_t n)
     double *bias = ref_gw + cd, *gb = bias + CM, ref_gb[CM];
     double *work = xmalloc((size_t)kernels_workspace(CM) * sizeof(double));
     double *ref_drift = xmalloc(2 * (size_t)dim * sizeof(double)), *ref_dp = ref_drift + dim;
-    fill(X, nd, 1);
-    fill(P, nd, 2);
-    fill(U, cd, 3);
-    fill(W, cd, 4);
-    fill(bias, CM, 5);
-    /* Pre-activations and P U^T of the same size at every dim as at D = 5, so
-     * that the finite-difference derivatives keep their accuracy. */
-    for (int64_t i = 0; i < cd; i++)
-        U[i] *= sqrt((double)D / dim), W[i] *= sqrt((double)D / dim);
+    fill_chunk(n, dim, X, P, U, W, bias, 1);
     for (int act = MF_ACT_TANH; act <= MF_ACT_SOFTPLUS; act++) {
         for (int64_t i = 0; i < nd; i++)
             drift[i] = dP[i] = 1.0; /* kernels accumulate */
@@ -271,13 +278,7 @@ static void check_f32_against_double(int dim, int64_t n)
     float *fW = fU + cd, *fgu = fW + cd, *fgw = fgu + cd, *fbias = fgw + cd, *fgb = fbias + CM;
     double *work = xmalloc((size_t)kernels_workspace(CM) * sizeof(double));
     float *fwork = xmalloc((size_t)kernels_workspace(CM) * sizeof(float));
-    fill(X, nd, 11);
-    fill(P, nd, 12);
-    fill(U, cd, 13);
-    fill(W, cd, 14);
-    fill(bias, CM, 15);
-    for (int64_t i = 0; i < cd; i++)
-        U[i] *= sqrt((double)D / dim), W[i] *= sqrt((double)D / dim);
+    fill_chunk(n, dim, X, P, U, W, bias, 11);
     for (int64_t i = 0; i < all; i++)
         f[i] = (float)X[i], X[i] = f[i];
     for (int act = MF_ACT_TANH; act <= MF_ACT_SOFTPLUS; act++) {
