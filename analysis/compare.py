@@ -3,8 +3,8 @@
 and mixed, model.architecture = resnet and shallow, or two builds): how far
 apart the paired runs are, against the seed-to-seed spread.
 
-    analysis/compare.py A B [--by KEY] [--json FILE]
-    analysis/compare.py STUDY --split KEY=VA,VB [--by KEY] [--json FILE]
+    analysis/compare.py A B [--by KEY] [--json FILE] [--plot FILE]
+    analysis/compare.py STUDY --split KEY=VA,VB [--by KEY] [--json FILE] [--plot FILE]
 
 A, B: run directories, or folders holding them at any depth (as
 jobs/study.sh makes them); with --split, the runs of STUDY whose KEY is VA
@@ -25,8 +25,10 @@ pair, from each run's outputs.h5:
 With --by, per (L, M) with 2 or more values: the exponent of rms_first and
 of rms_last in KEY's value (least squares of the logs; 95% interval from a
 bootstrap over seeds, resampled jointly across the values, which share
-seeds in a grid study). Prints one row per point and the exponents. Exit 2,
-naming the problem, when no run pairs up.
+seeds in a grid study), and --plot FILE draws the differences and the
+gaps against the value (log-log, a line per (L, M), the first and the last
+logged time). Prints one row per point and the exponents. Exit 2, naming
+the problem, when no run pairs up.
 """
 import argparse
 import json
@@ -127,12 +129,43 @@ def exponents(rows, draws=2000, seed=0):
     return out
 
 
+def plot(rows, by, path):
+    """The mean RMS output difference (with its interval) and A's shallow
+    gap against the --by value, at the first and the last logged time."""
+    import matplotlib
+    matplotlib.use("Agg")
+    matplotlib.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "mfres"})
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.9))
+    for k, (L, M) in enumerate(sorted({(r["layers"], r["width"]) for r in rows})):
+        mine = [r for r in rows if (r["layers"], r["width"]) == (L, M)]
+        x = [r["value"] for r in mine]
+        for which, style in (("first", "--"), ("last", "-")):
+            m, lo, hi = np.array([r[f"rms_{which}"] for r in mine]).T
+            ax[0].errorbar(x, m, yerr=[m - lo, hi - m], fmt="o" + style, color=f"C{k}",
+                           capsize=3, label=f"L = {L}, M = {M}, {which}")
+            ax[1].plot(x, [r[f"gap_{which}"] for r in mine], "o" + style, color=f"C{k}",
+                       label=f"L = {L}, M = {M}, {which}")
+    for a, label in zip(ax, ("RMS output difference, mean over pairs ± 95%",
+                             "shallow_gap of A, mean over seeds")):
+        a.set_xscale("log")
+        a.set_yscale("log")
+        a.set_xlabel(by)
+        a.set_ylabel(label)
+        a.grid(True, alpha=0.3)
+        a.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", help="A B, or with --split one STUDY")
     parser.add_argument("--split", help="KEY=VA,VB: A and B are STUDY's runs with KEY = VA, VB")
     parser.add_argument("--by", help="also pair and group by this key (e.g. model.alpha)")
     parser.add_argument("--json", help="write the rows (and exponents) here")
+    parser.add_argument("--plot", help="with --by: the figure (PNG or SVG by its name)")
     args = parser.parse_args(argv)
     try:
         if args.split:
@@ -176,6 +209,8 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)
+    if args.plot and args.by:
+        plot(rows, args.by, args.plot)
     return 0
 
 

@@ -284,7 +284,8 @@ def test_compare_resnet_and_shallow_over_alpha(grid_study, tmp_path):
     table = tmp_path / "c.json"
     proc = subprocess.run([sys.executable, os.path.join(ANALYSIS, "compare.py"), str(out),
                            "--split", "model.architecture=resnet,shallow", "--by",
-                           "model.alpha", "--json", str(table)],
+                           "model.alpha", "--json", str(table), "--plot",
+                           str(tmp_path / "gap.png")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     result = json.load(open(table))
@@ -311,6 +312,7 @@ def test_compare_resnet_and_shallow_over_alpha(grid_study, tmp_path):
             p, lo, hi = e[f"exponent_{which}"]
             assert p == pytest.approx(np.polyfit(x, y, 1)[0], rel=1e-9) and lo <= p <= hi
         assert e["exponent_first"][0] > 1  # faster than alpha (the expansion: alpha^2)
+    assert_png(tmp_path / "gap.png")
 
 
 def test_analysis_refuses_bad_input_and_writes_nothing(study, tmp_path):
