@@ -410,11 +410,12 @@ def test_synthetic_ensembles_give_back_exponent_limit_and_coverage(rank):
     effective components): the estimates near them, the 95% intervals of
     the exponents, of the limit (at the end and at the first logged time)
     and of every point's output std covering them in 93 to 97% of 400
-    ensembles, and the outputs' chi2/dof about 1 (median)."""
+    ensembles, so does the free bias exponent's (q = 1) where the fit is
+    defined, and the outputs' chi2/dof is about 1 (median)."""
     rng = np.random.default_rng(7 + rank)
     widths = [64, 256, 1024, 4096, 16384, 65536, 262144, 524288, 1048576]
     hits = {"output": 0, "loss": 0, "test_loss": 0, "limit": 0, "limit at t = 0": 0}
-    estimates, chi2, std_hits = [], [], 0
+    estimates, chi2, std_hits, q_hits, q_fits = [], [], 0, 0, 0
     basis = np.array([np.cos((k + 1) * np.linspace(-1, 1, 64)) for k in range(rank)])
     true_std = np.sqrt(np.mean((basis ** 2).sum(axis=0))) * (4.0 * np.array(widths)) ** -0.5
     trials = 400
@@ -434,8 +435,13 @@ def test_synthetic_ensembles_give_back_exponent_limit_and_coverage(rank):
         chi2.append(obs["output"]["chi2_dof"])
         lo, hi = map(np.array, obs["output"]["std_ci"])
         std_hits += int(((lo <= true_std) & (true_std <= hi)).sum())
+        q, lo, hi = obs["loss"]["free_bias_exponent"]  # m_inf + b / N: q = 1
+        if np.isfinite(lo):
+            q_hits += lo <= 1 <= hi
+            q_fits += 1
     assert abs(np.mean(estimates) + 0.5) < 0.01
     assert 0.93 <= std_hits / (trials * len(widths)) <= 0.97, std_hits
+    assert q_fits > 0.6 * trials and 0.93 <= q_hits / q_fits <= 0.97, (q_hits, q_fits)
     assert 0.7 < np.median(chi2) < 1.3, np.median(chi2)
     for name, count in hits.items():
         assert 0.93 <= count / trials <= 0.97, (name, count)
