@@ -374,7 +374,11 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
     varies = len(set(x[use])) > 1
     undefined = [float("nan")] * 3
     weights = 2.0 * (study.n - 1)
-    index = resample_index(study, draws, rng)
+    # Intervals of exponents: the fit's residual-scaled t-interval
+    # (slope_interval), or for coupled width studies a bootstrap over seeds
+    # drawn jointly across the grid.
+    boot = study.protocol == "coupled" and against is None
+    index = resample_index(study, draws, rng) if boot else None
     T = len(study.times)
     res = {"protocol": study.protocol, "times": study.times.tolist(), "observables": {}}
     design, names = limit_design(study)
@@ -384,19 +388,21 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
             continue
         std = np.array([seed_std(v, 0) for v in vals])            # [K][T]
         mean = np.array([v.mean(axis=0) for v in vals])          # [K][T](...)
-        boot_std = np.empty((draws, len(vals), T))
-        boot_mean = np.empty((draws,) + mean.shape)
-        for k, (v, idx) in enumerate(zip(vals, index)):
-            n = len(v)
-            r = v[idx]                                            # [B][n][T]...
-            boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1) * (1 - n ** (1.0 - n)))
-            boot_mean[:, k] = r.mean(axis=1)
+        if boot:
+            boot_std = np.empty((draws, len(vals), T))
+            boot_mean = np.empty((draws,) + mean.shape)
+            for k, (v, idx) in enumerate(zip(vals, index)):
+                n = len(v)
+                r = v[idx]                                        # [B][n][T]...
+                boot_std[:, k] = seed_std(r, 1) * np.sqrt(n / (n - 1) * (1 - n ** (1.0 - n)))
+                boot_mean[:, k] = r.mean(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             p_t, a_t = fit_line(x[use], np.log(std[use].T), weights[use])        # [T]
-            bp_t, _ = fit_line(x[use], np.log(boot_std[:, use].transpose(0, 2, 1)), weights[use])
-        lo_t, hi_t = interval(bp_t)
-        if study.protocol != "coupled" or against is not None:  # see slope_interval
-            with np.errstate(divide="ignore", invalid="ignore"):
+            if boot:
+                bp_t, _ = fit_line(x[use], np.log(boot_std[:, use].transpose(0, 2, 1)),
+                                   weights[use])
+                lo_t, hi_t = interval(bp_t)
+            else:
                 _, lo_t, hi_t = slope_interval(x[use], np.log(std[use].T), weights[use])
         if not varies:
             p_t[:], lo_t[:], hi_t[:] = np.nan, np.nan, np.nan
@@ -422,20 +428,17 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
             continue
         # Limit of the mean: linear in the means, with their standard errors.
         # Weights from the fitted power law rather than each point's own std
-        # (noisy with few seeds).
-        se = std[:, -1] / np.sqrt(study.n)
-        A = limit_weights(design[use], np.exp(a + p * x[use]) / np.sqrt(study.n[use]))
+        # (noisy with few seeds); so is the free bias exponent's fit.
+        se_fit = np.exp(a + p * x[use]) / np.sqrt(study.n[use])
+        A = limit_weights(design[use], se_fit)
         coef = A @ final_mean[use]                                # [C][P d]
-        boot_coef = np.einsum("ck,bkj->bcj", A, boot_mean[:, use, -1].reshape(draws, use.sum(), -1))
         fitted = design @ coef                                    # [K][P d]
         if name != "output":
             finals = [v[:, -1] for v, u in zip(vals, use) if u]
             obs["limit"] = {c: t_interval(A[i], finals, study.protocol)
                             for i, c in enumerate(names)}
-            # Weighted, like the limit, by the fitted power law's stds.
-            smooth = np.exp(a + p * x[use]) / np.sqrt(study.n[use])
             obs["free_bias_exponent"] = (free_bias(study.particles[use], final_mean[use, 0],
-                                                   smooth) if varies else undefined)
+                                                   se_fit) if varies else undefined)
             # The limit at every logged time, each with its own power law's weights.
             obs["limit_t"] = []
             for tau in range(T):
@@ -444,20 +447,19 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
                 obs["limit_t"].append(t_interval(A_t[0], [v[:, tau] for v, u in zip(vals, use)
                                                           if u], study.protocol))
         # Distance of every run to the extrapolated limit z_inf, at the final time.
-        dist, boot_dist = [], np.empty((draws, len(vals)))
-        z_inf = coef[0]
-        boot_inf = boot_coef[:, 0]                                # [B][P d]
-        for k, (v, idx) in enumerate(zip(vals, index)):
-            last = v[:, -1].reshape(len(v), -1)                   # [n][P d]
-            dist.append(float(np.sqrt(((last - z_inf) ** 2).mean())))
-            r = last[idx]                                         # [B][n][P d]
-            boot_dist[:, k] = np.sqrt(((r - boot_inf[:, None, :]) ** 2).mean(axis=(1, 2)))
-        dist = np.array(dist)
+        lasts = [v[:, -1].reshape(len(v), -1) for v in vals]     # [n][P d] each
+        dist = np.array([np.sqrt(((last - coef[0]) ** 2).mean()) for last in lasts])
         with np.errstate(divide="ignore", invalid="ignore"):
             pd, _ = fit_line(x[use], np.log(dist[use]), weights[use])
-            bpd, _ = fit_line(x[use], np.log(boot_dist[:, use]), weights[use])
-            lo, hi = interval(bpd)
-            if study.protocol != "coupled":
+            if boot:  # z_inf and the distances again from each draw of seeds
+                boot_inf = np.einsum("k,bkj->bj", A[0], boot_mean[:, use, -1].reshape(
+                    draws, use.sum(), -1))                        # [B][P d]
+                boot_dist = np.array([np.sqrt(((last[idx] - boot_inf[:, None, :]) ** 2)
+                                              .mean(axis=(1, 2)))
+                                      for last, idx in zip(lasts, index)]).T
+                bpd, _ = fit_line(x[use], np.log(boot_dist[:, use]), weights[use])
+                lo, hi = interval(bpd)
+            else:
                 _, lo, hi = slope_interval(x[use], np.log(dist[use]), weights[use])
         obs["distance_to_limit"] = dist.tolist()
         obs["distance_exponent"] = [float(pd), float(lo), float(hi)] if varies else undefined
@@ -467,9 +469,9 @@ def analyse(study, draws=1000, min_particles=0, seed=0, against=None):
 
 def key_analysis(study, draws=1000, min_particles=0):
     """A key study: per grid point (L, M) with runs at 2 or more values, the
-    fluctuations against the value (exponent with its bootstrap interval,
-    coupled when the values share seeds, as jobs/study.sh runs them); per
-    value with 2 or more L·M, its width (or depth) analysis."""
+    fluctuations against the value (exponent with its slope_interval, also
+    where the values share seeds, as jobs/study.sh runs them); per value
+    with 2 or more L·M, its width (or depth) analysis."""
     by_point, per_value = [], []
     for L, M in sorted({(p.layers, p.width) for p in study.points},
                        key=lambda lm: (lm[0] * lm[1], lm[0])):
@@ -838,7 +840,8 @@ def main(argv=None):
     parser.add_argument("--out", help="output folder (default ./scaling-KIND)")
     parser.add_argument("--json", help="also write the summary here")
     parser.add_argument("--format", choices=("png", "svg"), default="png")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws")
+    parser.add_argument("--bootstrap", type=int, default=1000,
+                        help="bootstrap draws (coupled width and depth studies)")
     parser.add_argument("--min-particles", type=float, default=0,
                         help="fit only grid points with at least this many particles L·M")
     args = parser.parse_args(argv)
