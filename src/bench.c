@@ -46,10 +46,11 @@ static void bench_usage(FILE *out)
             "                   [--batch B] [--steps N] [--activation NAME] [--tsv FILE]\n"
             "                   [--label TEXT] [--balance K] [--share | --no-share]\n"
             "                   [--waits FILE] [--precision double|mixed|both]\n"
-            "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh, double. --per-rank makes M\n"
-            "the width per rank (M x R in all: weak scaling). --tsv appends one row (with a\n"
-            "header when the file is new). --balance K moves particles to the faster ranks\n"
-            "every K steps, as train.balance_every does (its time counts in the steps).\n"
+            "defaults: L = 8, M = 100000, D = 16, B = 256, N = 10, tanh, double. --per-rank\n"
+            "makes M the width per rank (M x R in all: weak scaling). --tsv appends one row\n"
+            "(with a header when the file is new). --balance K moves particles to the faster\n"
+            "ranks every K steps, as train.balance_every does (its time counts in the\n"
+            "steps).\n"
             "The ranks of a node compute each other's chunks when done with theirs\n"
             "(work sharing) unless --balance is given, as train.share_work = auto does;\n"
             "--share insists on it (train.share_work = node), --no-share turns it off.\n"
@@ -58,6 +59,18 @@ static void bench_usage(FILE *out)
             "alternating, each with a fresh model, reports each one's fastest run and their\n"
             "ratio (the peak RSS then is the process's over all six; run one precision for\n"
             "its own).\n");
+}
+
+/* The defaults with key set to value by the configuration's own parser, so
+ * that a choice is checked and named as in a configuration file; 0 or -1
+ * with err. */
+static int probe_key(struct mf_config *probe, const char *key, const char *value, char *err,
+                     size_t errlen)
+{
+    char assignment[96];
+    config_defaults(probe);
+    snprintf(assignment, sizeof assignment, "%s=%.60s", key, value);
+    return config_set(probe, assignment, err, errlen);
 }
 
 /* Parse options; 0 or -1 with err. */
@@ -95,20 +108,18 @@ static int parse(int argc, char **argv, struct bench_options *o, char *err, size
             o->waits = v;
         } else if (!strcmp(a, "--label")) {
             o->label = v;
-        } else if (!strcmp(a, "--activation") ||
-                   (!strcmp(a, "--precision") && strcmp(v, "both"))) {
+        } else if (!strcmp(a, "--activation")) {
             struct mf_config probe;
-            char assignment[64];
-            config_defaults(&probe);
-            snprintf(assignment, sizeof assignment, "model.%s=%.40s", a + 2, v);
-            if (config_set(&probe, assignment, err, errlen) != 0)
+            if (probe_key(&probe, "model.activation", v, err, errlen) != 0)
                 return -1;
-            if (a[2] == 'a')
-                o->activation = probe.model.activation;
-            else
-                o->precision = probe.model.precision;
-        } else if (!strcmp(a, "--precision")) {
+            o->activation = probe.model.activation;
+        } else if (!strcmp(a, "--precision") && !strcmp(v, "both")) {
             o->precision = -1;
+        } else if (!strcmp(a, "--precision")) {
+            struct mf_config probe;
+            if (probe_key(&probe, "model.precision", v, err, errlen) != 0)
+                return -1;
+            o->precision = probe.model.precision;
         } else {
             char *end;
             errno = 0;
