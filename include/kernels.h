@@ -95,8 +95,9 @@ struct kernel_path {
 };
 
 /* The files compiled once per path (the Makefile's PATH_SOURCES: kernels.c,
- * also as kernels_f32 with MF_REAL_FLOAT, and exact.c) get the path's name as MF_KERNEL_PATH and name what they compile
- * per path KERNEL_PATH_FN(name), e.g. exact_add_avx2. What does not depend on
+ * also as kernels_f32 with MF_REAL_FLOAT, and exact.c) get the path's name
+ * as MF_KERNEL_PATH and name what they compile per path
+ * KERNEL_PATH_FN(name), e.g. exact_add_avx2. What does not depend on
  * the path is compiled in the generic build alone, under MF_KERNEL_COMMON. */
 #define KERNEL_PATH_CAT_(name, path) name##_##path
 #define KERNEL_PATH_CAT(name, path) KERNEL_PATH_CAT_(name, path)

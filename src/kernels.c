@@ -16,8 +16,8 @@
  * the kernels take about 3.1 ns (src/README.md, Performance). In single
  * precision a vector holds 16 samples and tanh needs no table: 1.6 ns.
  *
- * DGEMM, or SGEMM in single precision (any other D or activation). Per block of r <= kernels_row_block(D)
- * samples:
+ * DGEMM, or SGEMM in single precision (any other D or activation). Per
+ * block of r <= kernels_row_block(D) samples:
  *   forward   A = X W^T + b, S = sigma(A), drift += S U            4 r cm D flops
  *   backward  A = X W^T + b (recomputed), Q = P U^T                 4 r cm D
  *             per row: S = sigma(A), Q .*= sigma'(A), gb += Q       (one pass)
